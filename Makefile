@@ -1,0 +1,59 @@
+# FaceLock developer entry points.  Every target uses the virtual environment
+# .venv/ at the repo root, created by `make install` when missing, so that
+# `make test` and `make demo` each work as the only command on a fresh machine.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm swtpm-tools libtss2-dev tpm2-tools
+PYTEST_ARGS ?=
+SANITIZE_DIR := build/sanitize
+
+.PHONY: install system-deps test demo bench lint sanitize models clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml $(wildcard native/*.c native/*.h native/*.py)
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[dev,tpm]'
+	@touch $@
+
+# Debian packages the tests need (a real mosquitto, a real swtpm, the TSS for
+# tpm2-pytss); installed only where missing, with sudo when not root.
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(PY) -m provisioning.demo
+
+bench: install
+	$(VENV)/bin/facelock bench crypto --json
+
+lint: install
+	$(VENV)/bin/ruff check firmware provisioning tests native models
+
+# Rebuild the native module with ASan+UBSan into build/ and run the native
+# tests against it (the instrumented module is loaded via FACELOCK_NATIVE_LIB).
+sanitize: install
+	rm -rf $(SANITIZE_DIR) && mkdir -p $(SANITIZE_DIR)
+	FACELOCK_SANITIZE=1 $(PY) native/build_native.py $(SANITIZE_DIR) > $(SANITIZE_DIR)/build.log
+	FACELOCK_NATIVE_LIB=$$(ls $(SANITIZE_DIR)/firmware/_facelock_native*.so 2>/dev/null || ls $(SANITIZE_DIR)/_facelock_native*.so) \
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	HYPOTHESIS_PROFILE=sanitize $(PY) -m pytest -p no:cacheprovider tests/native tests/crypto -q
+
+models:
+	$(MAKE) -C models
+
+clean:
+	rm -rf build $(VENV) *.egg-info firmware/_facelock_native*.so firmware/_facelock_native.c .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Hazardous primitives: correct only when composed the way firmware.crypto.container does."""

@@ -1,0 +1,157 @@
+"""The model manifest (models/manifest.json): one place for every model constant.
+
+Per model: file, sha256, bytes, role, input size/colour/normalisation, output size, source, licence
+and (for embedders) the calibrated thresholds written by ``facelock calibrate``.  Every model file is
+hashed at load and refused with :class:`ModelIntegrityError` when it differs from the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.vision.errors import (
+    ModelIntegrityError,
+    ModelManifestError,
+    ModelMissingError,
+    NotCalibratedError,
+)
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+
+#: Operating points the calibration writes, keyed by name; value = target false-accept rate.
+OPERATING_POINTS = {"unlock": 1e-3, "strict": 1e-4}
+
+
+def default_models_dir() -> Path:
+    """FACELOCK_MODELS_DIR, else the checkout's models/ (next to firmware/), else /usr/share/facelock/models."""
+    env = os.environ.get("FACELOCK_MODELS_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "models"
+    if (here / MANIFEST_NAME).is_file():
+        return here
+    return Path("/usr/share/facelock/models")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    role: str  # "detector" | "landmarks" | "embedder"
+    file: str
+    sha256: str
+    bytes: int
+    input_size: tuple[int, int]  # (width, height)
+    color: str  # "RGB"
+    norm_mean: float
+    norm_std: float
+    output_size: int
+    quantization: str
+    source: dict[str, Any] = field(default_factory=dict)
+    license: str = ""
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict[str, Any]) -> ModelSpec:
+        try:
+            inp = d["input"]
+            return cls(
+                name=name,
+                role=str(d["role"]),
+                file=str(d["file"]),
+                sha256=str(d["sha256"]).lower(),
+                bytes=int(d["bytes"]),
+                input_size=(int(inp["size"][0]), int(inp["size"][1])),
+                color=str(inp.get("color", "RGB")),
+                norm_mean=float(inp["normalization"]["mean"]),
+                norm_std=float(inp["normalization"]["std"]),
+                output_size=int(d["output"]["size"]),
+                quantization=str(d.get("quantization", "float32")),
+                source=dict(d.get("source", {})),
+                license=str(d.get("license", "")),
+                thresholds=dict(d.get("thresholds", {})),
+                extra=dict(d.get("extra", {})),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ModelManifestError(f"manifest entry {name!r} is malformed: {exc!r}") from exc
+
+    def threshold(self, operating_point: str = "unlock") -> float:
+        """Cosine threshold calibrated for the named operating point ("unlock" = FAR 1e-3, "strict" = 1e-4)."""
+        try:
+            return float(self.thresholds["operating_points"][operating_point]["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NotCalibratedError(
+                f"model {self.name!r} has no calibrated threshold for {operating_point!r}: run `facelock calibrate`"
+            ) from exc
+
+
+class Manifest:
+    """The parsed manifest plus the directory its files live in."""
+
+    def __init__(self, data: dict[str, Any], directory: Path, path: Path | None = None):
+        self.data = data
+        self.directory = Path(directory)
+        self.path = path
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise ModelManifestError("manifest has no 'models' table")
+        if data.get("schema") != SCHEMA_VERSION:
+            raise ModelManifestError(f"manifest schema {data.get('schema')!r} != supported {SCHEMA_VERSION}")
+        self.models = {name: ModelSpec.from_dict(name, d) for name, d in data["models"].items()}
+        self.defaults: dict[str, str] = dict(data.get("defaults", {}))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Manifest:
+        p = Path(path) if path is not None else default_models_dir() / MANIFEST_NAME
+        if p.is_dir():
+            p = p / MANIFEST_NAME
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelManifestError(f"model manifest not found at {p} (run `make models`)") from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelManifestError(f"model manifest {p} is unreadable: {exc}") from exc
+        return cls(data, p.parent, p)
+
+    def spec(self, name_or_role: str) -> ModelSpec:
+        """A model by name, or the default model of a role ("detector", "landmarks", "embedder", ...)."""
+        name = self.defaults.get(name_or_role, name_or_role)
+        if name not in self.models:
+            raise ModelManifestError(
+                f"model {name_or_role!r} is not in the manifest (known: {', '.join(sorted(self.models))})"
+            )
+        return self.models[name]
+
+    def verified_path(self, name_or_role: str) -> Path:
+        """Path of a model file after checking it exists and its sha256 matches the manifest."""
+        spec = self.spec(name_or_role)
+        path = self.directory / spec.file
+        if not path.is_file():
+            raise ModelMissingError(f"model file {path} for {spec.name!r} is missing (run `make models`)")
+        digest = sha256_file(path)
+        if digest != spec.sha256:
+            raise ModelIntegrityError(
+                f"model file {path.name} fails its integrity check: sha256 {digest[:16]}… "
+                f"!= manifest {spec.sha256[:16]}…; refusing to load an altered model"
+            )
+        return path
+
+    def save(self, path: str | Path | None = None) -> Path:
+        p = Path(path) if path is not None else (self.path or self.directory / MANIFEST_NAME)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+        return p

@@ -1,0 +1,1 @@
+"""FaceLock management side: the `facelock` CLI and the central monitor."""

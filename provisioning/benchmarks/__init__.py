@@ -1,0 +1,1 @@
+"""One module per `facelock bench` subcommand; each defines `command`."""

@@ -1,0 +1,1 @@
+"""One module per `facelock` subcommand; each defines `command`."""

@@ -1,0 +1,53 @@
+"""FaceLock: face-recognition smart-lock firmware with a C core (cffi, API mode)."""
+
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "numpy>=1.24",
+    "cffi>=1.15",
+    "cryptography>=41",
+    "click>=8.1",
+    "rich>=13",
+    "pillow>=10",
+    "paho-mqtt>=2.0",
+    "gpiozero>=2.0",
+    "ai-edge-litert>=1.0; platform_machine == 'x86_64' or platform_machine == 'aarch64'",
+    "opencv-python-headless>=4.8",
+]
+
+EXTRAS = {
+    # TPM 2.0 keystore backend: compiles against libtss2-dev.
+    "tpm": ["tpm2-pytss>=2.1"],
+    # Raspberry Pi camera and GPIO.
+    "pi": ["picamera2", "lgpio"],
+    "dev": [
+        "pytest>=7",
+        "hypothesis>=6",
+        "ruff>=0.4",
+        "scikit-image>=0.21",
+        "atheris>=2.3",
+        "matplotlib>=3.7",
+    ],
+}
+
+setup(
+    name="facelock",
+    version="0.1.0",
+    description="Face-recognition smart-lock firmware: liveness, fuzzy-extractor keys, chaotic+AEAD image sealing",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["firmware", "firmware.*", "provisioning", "provisioning.*"]),
+    include_package_data=True,
+    package_data={"firmware": ["py.typed"]},
+    setup_requires=["cffi>=1.15"],
+    cffi_modules=["native/build_native.py:ffibuilder"],
+    install_requires=RUNTIME,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "facelock=provisioning.cli:main",
+            "facelockd=firmware.daemon:main",
+        ]
+    },
+    zip_safe=False,
+)
