@@ -42,19 +42,26 @@ def _compile_args() -> list[str]:
     return args
 
 
-ffibuilder = FFI()
-ffibuilder.cdef(_cdef_text())
-ffibuilder.set_source(
-    MODULE_NAME,
-    '#include "facelock.h"\n',
-    sources=[str(p.relative_to(HERE.parent)) if Path.cwd() == HERE.parent else str(p) for p in SOURCES],
-    include_dirs=[str(HERE)],
-    extra_compile_args=_compile_args(),
-    extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("FACELOCK_SANITIZE") else [],
-)
+def make_builder(absolute_sources: bool) -> FFI:
+    """setuptools wants source paths relative to setup.py; a standalone
+    compile() changes directory, so it needs absolute ones."""
+    builder = FFI()
+    builder.cdef(_cdef_text())
+    builder.set_source(
+        MODULE_NAME,
+        '#include "facelock.h"\n',
+        sources=[str(p) if absolute_sources else str(p.relative_to(HERE.parent)) for p in SOURCES],
+        include_dirs=[str(HERE)],
+        extra_compile_args=_compile_args(),
+        extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("FACELOCK_SANITIZE") else [],
+    )
+    return builder
+
+
+ffibuilder = make_builder(absolute_sources=False)
 
 if __name__ == "__main__":
     # Standalone build, e.g. the sanitizer build: python native/build_native.py OUTDIR
     out = Path(sys.argv[1] if len(sys.argv) > 1 else HERE.parent / "build" / "native")
     out.mkdir(parents=True, exist_ok=True)
-    print(ffibuilder.compile(tmpdir=str(out), verbose=True))
+    print(make_builder(absolute_sources=True).compile(tmpdir=str(out), verbose=True))

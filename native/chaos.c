@@ -27,6 +27,11 @@ int fl_chaos_init(fl_chaos_state *st, const uint8_t *seed, size_t seed_len)
         st->s[l] = fl_load32_le(seed + 512 + 4 * l) | 1u;
     }
     st->x[FL_CHAOS_LANES] = st->x[0];
+    /* Discard a warm-up: a one-bit seed difference needs ~32 logistic steps
+     * to reach the top bits and 64 steps of coupling to reach every lane. */
+    for (l = 0; l < FL_CHAOS_WARMUP; l++) {
+        fl_chaos_block(st, st->buf);
+    }
     st->pos = FL_CHAOS_BLOCKBYTES; /* buffer empty */
     return 0;
 }

@@ -162,8 +162,12 @@ static inline const uint8_t *fl_ks32(fl_chaos_state *st, uint8_t tmp[FL_CELLBYTE
 
 /*
  * One diffusion step over a cell, lanes l = 0..31, indices mod 32:
- *   c[l] = (p[l] + (prev[l+1] + (prev[l+7] ^ prev[l]))) ^ k[l]   (mod 256)
- * where prev is the previous ciphertext cell (the IV for the first).
+ *   c[l] = (p[l] + (prev[l+1] + rotl3(prev[l+7] ^ prev[l+16] ^ prev[l]))) ^ k[l]   (mod 256)
+ * where prev is the previous ciphertext cell (the IV for the first).  The
+ * rotation matters: without it a difference confined to the top bit of a
+ * byte passes through + and ^ linearly and can cancel with probability 1/2.
+ * Lane offsets {0, 1, 7, 16} carry a one-lane change to all 32 lanes within
+ * six cells.
  */
 static int fl_diffusion_args(const uint8_t *out, const uint8_t *in, size_t len,
                              const fl_chaos_state *st, const uint8_t *iv, size_t iv_len,
@@ -179,7 +183,7 @@ static int fl_diffusion_args(const uint8_t *out, const uint8_t *in, size_t len,
     return 0;
 }
 
-#if defined(__GNUC__) && !defined(FL_SCALAR_DIFFUSION)
+/* GCC and Clang vector extensions; the build requires one of them. */
 /*
  * Vector form: the previous cell stays in a register and the lane rotations
  * are shuffles, so the serial chain from cell to cell is a handful of
@@ -202,7 +206,8 @@ typedef uint8_t fl_v32 __attribute__((vector_size(32)));
 
 /* Macros rather than functions: a function returning a 32-byte vector
  * would have a different ABI with and without AVX. */
-#define FL_MIX(prev) (FL_ROT(prev, 1) + (FL_ROT(prev, 7) ^ (prev)))
+#define fl_rotl3(v) (((v) << 3) | ((v) >> 5))
+#define FL_MIX(prev) (FL_ROT(prev, 1) + fl_rotl3(FL_ROT(prev, 7) ^ FL_ROT(prev, 16) ^ (prev)))
 #define FL_LOAD(v, p) memcpy(&(v), (p), sizeof(v))
 
 FL_HOT int fl_diffuse(uint8_t *out, const uint8_t *in, size_t len, fl_chaos_state *st,
@@ -271,82 +276,6 @@ FL_HOT int fl_undiffuse(uint8_t *out, const uint8_t *in, size_t len, fl_chaos_st
     }
     return 0;
 }
-#else
-int fl_diffuse(uint8_t *out, const uint8_t *in, size_t len, fl_chaos_state *st,
-                      const uint8_t *iv, size_t iv_len, int direction)
-{
-    uint8_t pp[2 * FL_CELLBYTES + 8];
-    uint8_t c[FL_CELLBYTES], tmp[FL_CELLBYTES];
-    size_t m, r, j, l;
-
-    if (fl_diffusion_args(out, in, len, st, iv, iv_len, direction) != 0) {
-        return -1;
-    }
-    m = len / FL_CELLBYTES;
-    r = len % FL_CELLBYTES;
-    memcpy(pp, iv, FL_CELLBYTES);
-    memcpy(pp + FL_CELLBYTES, iv, FL_CELLBYTES);
-    memset(pp + 2 * FL_CELLBYTES, 0, 8);
-    for (j = 0; j < m; j++) {
-        const size_t off = direction == 0 ? j * FL_CELLBYTES : len - (j + 1) * FL_CELLBYTES;
-        const uint8_t *k = fl_ks32(st, tmp);
-        for (l = 0; l < FL_CELLBYTES; l++) {
-            uint8_t mx = (uint8_t) (pp[l + 1] + (pp[l + 7] ^ pp[l]));
-            c[l] = (uint8_t) ((uint8_t) (in[off + l] + mx) ^ k[l]);
-        }
-        memcpy(out + off, c, FL_CELLBYTES);
-        memcpy(pp, c, FL_CELLBYTES);
-        memcpy(pp + FL_CELLBYTES, c, FL_CELLBYTES);
-    }
-    if (r > 0) {
-        const size_t off = direction == 0 ? m * FL_CELLBYTES : 0;
-        const uint8_t *k = fl_ks32(st, tmp);
-        for (l = 0; l < r; l++) {
-            uint8_t mx = (uint8_t) (pp[l + 1] + (pp[l + 7] ^ pp[l]));
-            out[off + l] = (uint8_t) ((uint8_t) (in[off + l] + mx) ^ k[l]);
-        }
-    }
-    return 0;
-}
-
-int fl_undiffuse(uint8_t *out, const uint8_t *in, size_t len, fl_chaos_state *st,
-                        const uint8_t *iv, size_t iv_len, int direction)
-{
-    uint8_t pp[2 * FL_CELLBYTES + 8];
-    uint8_t cur[FL_CELLBYTES], tmp[FL_CELLBYTES];
-    size_t m, r, j, l;
-
-    if (fl_diffusion_args(out, in, len, st, iv, iv_len, direction) != 0) {
-        return -1;
-    }
-    m = len / FL_CELLBYTES;
-    r = len % FL_CELLBYTES;
-    memcpy(pp, iv, FL_CELLBYTES);
-    memcpy(pp + FL_CELLBYTES, iv, FL_CELLBYTES);
-    memset(pp + 2 * FL_CELLBYTES, 0, 8);
-    for (j = 0; j < m; j++) {
-        const size_t off = direction == 0 ? j * FL_CELLBYTES : len - (j + 1) * FL_CELLBYTES;
-        const uint8_t *k = fl_ks32(st, tmp);
-        memcpy(cur, in + off, FL_CELLBYTES);
-        for (l = 0; l < FL_CELLBYTES; l++) {
-            uint8_t mx = (uint8_t) (pp[l + 1] + (pp[l + 7] ^ pp[l]));
-            out[off + l] = (uint8_t) ((uint8_t) (cur[l] ^ k[l]) - mx);
-        }
-        memcpy(pp, cur, FL_CELLBYTES);
-        memcpy(pp + FL_CELLBYTES, cur, FL_CELLBYTES);
-    }
-    if (r > 0) {
-        const size_t off = direction == 0 ? m * FL_CELLBYTES : 0;
-        const uint8_t *k = fl_ks32(st, tmp);
-        for (l = 0; l < r; l++) {
-            uint8_t mx = (uint8_t) (pp[l + 1] + (pp[l + 7] ^ pp[l]));
-            out[off + l] = (uint8_t) ((uint8_t) (in[off + l] ^ k[l]) - mx);
-        }
-    }
-    return 0;
-}
-
-#endif
 
 static void fl_wipe(void *p, size_t n)
 {

@@ -7,11 +7,11 @@
 
 #include "facelock.h"
 
-/* Hot loops get an AVX2 clone on x86-64, chosen at load time (ifunc), so a
+/* Hot loops get AVX-512 and AVX2 clones on x86-64, chosen at load time (ifunc), so a
  * generic build still runs fast on modern CPUs and correctly on old ones. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(FL_NO_CLONES) \
     && !defined(__SANITIZE_ADDRESS__)
-#define FL_HOT __attribute__((target_clones("avx2", "default")))
+#define FL_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define FL_HOT
 #endif

@@ -27,7 +27,7 @@ class FaceLockGroup(click.Group):
             return super().invoke(ctx)
         except FaceLockError as exc:
             click.echo(f"facelock: error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
+            sys.exit(getattr(exc, "exit_code", EXIT_ERROR))
 
 
 @click.group(cls=FaceLockGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -22,7 +22,7 @@ from firmware.errors import NativeError, NativeUnavailableError
 Buffer = Any  # bytes-like or numpy array
 
 
-def _load() -> tuple[Any, Any]:
+def _load() -> tuple[Any, Any, str]:
     path = os.environ.get("FACELOCK_NATIVE_LIB")
     try:
         if path:
@@ -37,14 +37,15 @@ def _load() -> tuple[Any, Any]:
         raise NativeUnavailableError(
             f"the native module is not built ({exc}); run `make install` or `pip install -e .`"
         ) from exc
-    return mod.ffi, mod.lib
+    return mod.ffi, mod.lib, mod.__file__
 
 
-ffi, lib = _load()
+ffi, lib, LOADED_FROM = _load()
 
 CHAOS_LANES: int = lib.FL_CHAOS_LANES
 CHAOS_BLOCKBYTES: int = lib.FL_CHAOS_BLOCKBYTES
 CHAOS_SEEDBYTES: int = lib.FL_CHAOS_SEEDBYTES
+CHAOS_WARMUP: int = lib.FL_CHAOS_WARMUP
 CELLBYTES: int = lib.FL_CELLBYTES
 CIPHER_SEEDBYTES: int = lib.FL_CIPHER_SEEDBYTES
 

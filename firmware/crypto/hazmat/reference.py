@@ -17,6 +17,7 @@ from firmware.crypto.hazmat.native import (
     CHAOS_BLOCKBYTES,
     CHAOS_LANES,
     CHAOS_SEEDBYTES,
+    CHAOS_WARMUP,
     CIPHER_SEEDBYTES,
     Buffer,
     as_bytes_view,
@@ -38,6 +39,8 @@ class ChaosState:
         self.w = words[CHAOS_LANES : 2 * CHAOS_LANES].copy()
         self.s = words[2 * CHAOS_LANES :] | _U32(1)
         self._buf = np.empty(0, dtype=np.uint8)
+        for _ in range(CHAOS_WARMUP):
+            self.block()
 
     def block(self) -> np.ndarray:
         x = self.x
@@ -125,8 +128,10 @@ def perm_apply(data: Buffer, tables: np.ndarray, inverse: bool = False) -> np.nd
 
 
 def _mix(prev: np.ndarray) -> np.ndarray:
-    l = np.arange(CELLBYTES)
-    return (prev[(l + 1) % CELLBYTES] + (prev[(l + 7) % CELLBYTES] ^ prev)).astype(np.uint8)
+    lane = np.arange(CELLBYTES)
+    x = (prev[(lane + 7) % CELLBYTES] ^ prev[(lane + 16) % CELLBYTES] ^ prev).astype(np.uint8)
+    rot = ((x << np.uint8(3)) | (x >> np.uint8(5))).astype(np.uint8)
+    return (prev[(lane + 1) % CELLBYTES] + rot).astype(np.uint8)
 
 
 def _cell_offsets(n: int, direction: int) -> list[tuple[int, int]]:
@@ -143,7 +148,7 @@ def diffuse(data: Buffer, seed: Buffer, iv: Buffer, direction: int) -> np.ndarra
     ks = ChaosState(seed).keystream(CELLBYTES * len(cells)).reshape(-1, CELLBYTES)
     prev = as_bytes_view(iv).copy()
     with np.errstate(over="ignore"):
-        for (off, width), k in zip(cells, ks):
+        for (off, width), k in zip(cells, ks, strict=True):
             c = ((src[off : off + width] + _mix(prev)[:width]) ^ k[:width]).astype(np.uint8)
             src[off : off + width] = c
             prev = c
@@ -157,7 +162,7 @@ def undiffuse(data: Buffer, seed: Buffer, iv: Buffer, direction: int) -> np.ndar
     ks = ChaosState(seed).keystream(CELLBYTES * len(cells)).reshape(-1, CELLBYTES)
     prev = as_bytes_view(iv).copy()
     with np.errstate(over="ignore"):
-        for (off, width), k in zip(cells, ks):
+        for (off, width), k in zip(cells, ks, strict=True):
             cur = src[off : off + width]
             out[off : off + width] = ((cur ^ k[:width]) - _mix(prev)[:width]).astype(np.uint8)
             prev = cur
