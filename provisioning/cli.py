@@ -26,7 +26,7 @@ class FaceLockGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FaceLockError as exc:
-            click.echo(f"facelock: error: {exc}", err=True)
+            click.echo(f"facelock: error: {' '.join(str(exc).split())}", err=True)  # always one line
             sys.exit(getattr(exc, "exit_code", EXIT_ERROR))
 
 

@@ -79,7 +79,7 @@ class TFLiteModel:
     def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
         if len(arrays) != len(self.inputs):
             raise ModelLoadError(f"{self.path.name} takes {len(self.inputs)} input(s), got {len(arrays)}")
-        for spec, arr in zip(self.inputs, arrays):
+        for spec, arr in zip(self.inputs, arrays, strict=True):
             arr = np.ascontiguousarray(arr, dtype=spec.dtype)
             if arr.shape != spec.shape:
                 raise ModelLoadError(f"{self.path.name}: input shape {arr.shape} != model's {spec.shape}")

@@ -1,0 +1,7 @@
+"""``python -m firmware``: the lock daemon (same as ``facelockd``)."""
+
+import sys
+
+from firmware.daemon import main
+
+sys.exit(main())

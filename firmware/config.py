@@ -1,0 +1,287 @@
+"""The device's one TOML config file, validated at start.
+
+Why strict: a typo in a lock's config (``relay_activ_high``) must stop the daemon with the key's name
+and the reason, not be ignored and leave the relay polarity at a default.  Unknown sections, unknown
+keys and bad values all raise :class:`ConfigError`.
+
+The lock's own sections (device, lock, gpio, camera, policy, log, daemon) are defined here; the
+sections of other areas (``vision``, ``liveness``, ``keystore``, ``mqtt``) are parsed by the
+``from_dict`` of their own package's config dataclass when that package is installed, so each area
+owns its settings and this loader only composes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from firmware.config_errors import ConfigError
+from firmware.policy import PolicyConfig
+from firmware.statemachine import Timing
+
+DEFAULT_DATA_DIR = "/var/lib/facelock"
+DEFAULT_CONFIG = "/etc/facelock/facelock.toml"
+
+
+def default_data_dir() -> Path:
+    """FACELOCK_DATA_DIR, else /var/lib/facelock."""
+    return Path(os.environ.get("FACELOCK_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = "facelock-1"
+    data_dir: str = ""  # empty = FACELOCK_DATA_DIR or /var/lib/facelock
+
+
+@dataclass(frozen=True)
+class LockConfig:
+    unlock_s: float = 5.0
+    verify_timeout_s: float = 3.0
+    denied_s: float = 2.0
+    held_open_alert_s: float = 30.0
+    enroll_timeout_s: float = 60.0
+    frames_per_attempt: int = 3  # frames of one face gathered before deciding (liveness needs several)
+    max_frames_per_attempt: int = 10  # liveness gets this many face frames to pass before "spoof"
+    liveness: str = "required"  # required | auto (when installed) | off (development only)
+    fault_retry_initial_s: float = 0.5  # camera / pipeline retry backoff
+    fault_retry_max_s: float = 30.0
+
+    def timing(self) -> Timing:
+        return Timing(self.unlock_s, self.verify_timeout_s, self.denied_s, self.held_open_alert_s,
+                      self.enroll_timeout_s)
+
+
+@dataclass(frozen=True)
+class GpioConfig:
+    """BCM pin numbers.  0 is not a valid pin here: use -1 to leave an optional device out."""
+
+    relay_pin: int = 17
+    relay_active_high: bool = True
+    green_led_pin: int = 22
+    red_led_pin: int = 27
+    buzzer_pin: int = 23  # -1 = no buzzer
+    door_pin: int = 5  # door contact; -1 = none
+    door_closed_is_pressed: bool = True  # reed switch closed (pulled to ground) while the door is shut
+    exit_pin: int = 6
+    tamper_pin: int = 13  # -1 = none; pressed = case closed
+    tamper_closed_is_pressed: bool = True
+    pull_up: bool = True
+    bounce_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    backend: str = "picamera2"  # picamera2 | opencv | replay
+    source: str = ""  # opencv: device index ("0") or video file; replay: folder or video
+    width: int = 640
+    height: int = 480
+    fps: float = 15.0
+    loop: bool = True  # replay: start again at the end
+    stall_timeout_s: float = 2.0  # no frame this long = camera stalled -> FAULT
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    watchdog: bool = True  # send WATCHDOG=1 to systemd when NOTIFY_SOCKET is set
+    status_file: str = ""  # empty = <data_dir>/status.json
+    events: bool = True  # write events into <data_dir>/outbox.db when the telemetry package exists
+
+
+#: Sections owned by other areas: name -> (module, class).  Parsed only when present in the file.
+PLUGGED_SECTIONS: dict[str, tuple[str, str]] = {
+    "vision": ("firmware.vision.config", "VisionConfig"),
+    "liveness": ("firmware.vision.liveness.config", "LivenessConfig"),
+    "keystore": ("firmware.keystore.config", "KeystoreConfig"),
+    "mqtt": ("firmware.telemetry.config", "MqttConfig"),
+}
+
+OWN_SECTIONS: dict[str, type] = {
+    "device": DeviceConfig,
+    "lock": LockConfig,
+    "gpio": GpioConfig,
+    "camera": CameraConfig,
+    "log": LogConfig,
+    "daemon": DaemonConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    lock: LockConfig = field(default_factory=LockConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    #: parsed sections of other areas, by section name (only those present in the file)
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.device.data_dir) if self.device.data_dir else default_data_dir()
+
+    @property
+    def status_file(self) -> Path:
+        return Path(self.daemon.status_file) if self.daemon.status_file else self.data_dir / "status.json"
+
+
+def _check_value(key: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for alt in typing.get_args(tp):
+            if alt is type(None) and value is None:
+                return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported setting type {tp!r}")  # pragma: no cover - a bug here
+
+
+def section_from_dict(cls: type, name: str, d: Any) -> Any:
+    """Build a flat frozen dataclass from a TOML table, refusing unknown keys and wrong types."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"[{name}]: expected a table, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k not in fields:
+            raise ConfigError(f"{name}.{k}: unknown key (allowed: {', '.join(sorted(fields))})")
+        kwargs[k] = _check_value(f"{name}.{k}", hints[k], v)
+    obj = cls(**kwargs)
+    _validate(name, obj)
+    return obj
+
+
+def _positive(name: str, obj: Any, *keys: str) -> None:
+    for k in keys:
+        v = getattr(obj, k)
+        if not v > 0:
+            raise ConfigError(f"{name}.{k}: must be > 0, got {v!r}")
+
+
+def _validate(name: str, obj: Any) -> None:
+    if isinstance(obj, LockConfig):
+        _positive(name, obj, "unlock_s", "verify_timeout_s", "denied_s", "held_open_alert_s",
+                  "enroll_timeout_s", "frames_per_attempt", "fault_retry_initial_s", "fault_retry_max_s")
+        if obj.max_frames_per_attempt < obj.frames_per_attempt:
+            raise ConfigError(f"{name}.max_frames_per_attempt: must be >= frames_per_attempt "
+                              f"({obj.frames_per_attempt}), got {obj.max_frames_per_attempt}")
+        if obj.liveness not in ("required", "auto", "off"):
+            raise ConfigError(f"{name}.liveness: expected required, auto or off, got {obj.liveness!r}")
+        if obj.unlock_s > 300:
+            raise ConfigError(f"{name}.unlock_s: at most 300 s (a lock must relock), got {obj.unlock_s}")
+    elif isinstance(obj, GpioConfig):
+        pins = {k: getattr(obj, k) for k in ("relay_pin", "green_led_pin", "red_led_pin", "buzzer_pin",
+                                              "door_pin", "exit_pin", "tamper_pin")}
+        for k, v in pins.items():
+            optional = k in ("buzzer_pin", "door_pin", "exit_pin", "tamper_pin")
+            if not (2 <= v <= 27 or (optional and v == -1)):
+                raise ConfigError(f"{name}.{k}: BCM pin 2..27{' or -1 (none)' if optional else ''}, got {v}")
+        used = [v for v in pins.values() if v != -1]
+        dup = {v for v in used if used.count(v) > 1}
+        if dup:
+            which = [k for k, v in pins.items() if v in dup]
+            raise ConfigError(f"{name}.{which[1]}: pin {pins[which[1]]} is also used by {name}.{which[0]}")
+        if not 0 <= obj.bounce_s <= 1:
+            raise ConfigError(f"{name}.bounce_s: 0..1 s, got {obj.bounce_s}")
+    elif isinstance(obj, CameraConfig):
+        if obj.backend not in ("picamera2", "opencv", "replay"):
+            raise ConfigError(f"{name}.backend: expected picamera2, opencv or replay, got {obj.backend!r}")
+        if obj.backend == "replay" and not obj.source:
+            raise ConfigError(f"{name}.source: the replay backend needs a folder or video file")
+        _positive(name, obj, "width", "height", "fps", "stall_timeout_s")
+    elif isinstance(obj, LogConfig):
+        if obj.level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"{name}.level: expected debug, info, warning or error, got {obj.level!r}")
+    elif isinstance(obj, DeviceConfig):
+        if not obj.id or len(obj.id) > 64 or not all(c.isalnum() or c in "-_" for c in obj.id):
+            raise ConfigError(f"{name}.id: 1-64 letters, digits, '-' or '_' (it is an MQTT topic level), "
+                              f"got {obj.id!r}")
+
+
+def _plugged(name: str, d: Any) -> Any:
+    module_name, class_name = PLUGGED_SECTIONS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"[{name}]: this firmware has no {module_name} ({exc.name} is not installed), "
+                          "so the section cannot be used") from exc
+    cls = getattr(module, class_name, None)
+    if cls is None or not hasattr(cls, "from_dict"):
+        raise ConfigError(f"[{name}]: {module_name}.{class_name}.from_dict not found")
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"[{name}]: expected a table, got {type(d).__name__}")
+    try:
+        return cls.from_dict(dict(d))
+    except ConfigError:
+        raise
+    except Exception as exc:  # another area's loader raised something untyped: still name the section
+        raise ConfigError(f"[{name}]: {exc}") from exc
+
+
+def config_from_dict(data: Mapping[str, Any], path: str = "") -> Config:
+    allowed = set(OWN_SECTIONS) | {"policy"} | set(PLUGGED_SECTIONS)
+    kwargs: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    for name, body in data.items():
+        if name not in allowed:
+            raise ConfigError(f"{name}: unknown section (allowed: {', '.join(sorted(allowed))})")
+        if name in OWN_SECTIONS:
+            kwargs[name] = section_from_dict(OWN_SECTIONS[name], name, body)
+        elif name == "policy":
+            if not isinstance(body, Mapping):
+                raise ConfigError("[policy]: expected a table")
+            kwargs[name] = PolicyConfig.from_dict(body)
+        else:
+            sections[name] = _plugged(name, body)
+    return Config(**kwargs, sections=sections, path=path)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the TOML file; every refusal is a ConfigError naming the file and key."""
+    import tomllib
+
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {p}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {p}: not valid TOML ({exc})") from exc
+    try:
+        return config_from_dict(data, str(p))
+    except ConfigError as exc:
+        raise ConfigError(f"config file {p}: {exc}") from exc

@@ -1,0 +1,382 @@
+"""The lock's loop: frames -> face pipeline -> liveness -> match -> policy -> state machine -> GPIO + audit + events.
+
+One thread owns the state machine.  Switch inputs (gpiozero callbacks) and remote commands arrive on a
+queue; camera frames are read with a timeout so timers, inputs and the watchdog keep running when the
+camera stalls.
+
+Fail secure, in three layers:
+- the relay output is a function of the state (:func:`firmware.statemachine.relay_energized`);
+- any camera or stage failure feeds ``Event.FAULT`` (relay off, red/green fault pattern, an event),
+  then retries with exponential backoff and feeds ``Event.RECOVERED`` once everything works again;
+- any unexpected exception in a tick de-energizes the relay directly and enters FAULT.
+
+Every relay change is read back from the GPIO device into the status file, so a supervisor (or a test)
+sees what the pin does, not what the code meant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from firmware import fsutil
+from firmware import policy as pol
+from firmware import statemachine as sm
+from firmware.audit import AuditLog
+from firmware.camera.base import Camera, CameraError, Frame
+from firmware.config import Config
+from firmware.errors import FaceLockError
+from firmware.gpio import LockIO
+from firmware.stages import EventSink, Observation, Stages
+from firmware.statemachine import Command, Event, Input, State
+
+log = logging.getLogger("facelock.controller")
+
+#: state-machine alerts -> telemetry event (type, reason)
+ALERT_EVENTS: dict[str, tuple[str, str | None]] = {
+    "fault": ("fault", None),
+    "tamper": ("tamper", "tamper_switch"),
+    "door_forced": ("tamper", "door_forced"),
+    "access_denied": ("access_denied", None),
+    "lockout": ("lockout", None),
+    "spoof_suspected": ("spoof_suspected", "liveness"),
+    "door_held_open": ("door_held_open", None),
+}
+
+ANALYZE_STATES = (State.IDLE, State.VERIFYING)
+
+
+@dataclass
+class Attempt:
+    """Frames of one verification attempt."""
+
+    started: float
+    first_face_ts: float
+    first_face_index: int
+    observations: list[Observation] = field(default_factory=list)
+
+
+@dataclass
+class Counters:
+    frames: int = 0
+    analyzed: int = 0
+    faces: int = 0
+    granted: int = 0
+    denied: int = 0
+    spoof: int = 0
+    lockouts: int = 0
+    faults: int = 0
+    last_decision_ms: float | None = None
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    fsutil.atomic_write(path, json.dumps(obj, sort_keys=True).encode(), 0o644)
+
+
+class Controller:
+    def __init__(self, cfg: Config, io: LockIO, camera_factory: Callable[[], Camera],
+                 stages_factory: Callable[[], Stages], audit: AuditLog, events: EventSink,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], dt.datetime] = dt.datetime.now,
+                 status_path: Path | None = None,
+                 on_step: Callable[[sm.Step, Input], None] | None = None):
+        self.cfg = cfg
+        self.io = io
+        self.camera_factory = camera_factory
+        self.stages_factory = stages_factory
+        self.audit = audit
+        self.events = events
+        self.clock = clock
+        self.wall = wall
+        self.status_path = status_path
+        self.on_step = on_step
+        self.timing = cfg.lock.timing()
+        self.inputs: queue.Queue[Input] = queue.Queue()
+        self.io.set_input_callback(lambda ev: self.inputs.put(Input(ev)))
+        self.snap = sm.boot_snapshot(io.door_open(), io.tamper_active())
+        self.lockout = pol.LockoutState()
+        self.lockdown = cfg.policy.lockdown
+        self.camera: Camera | None = None
+        self.stages: Stages | None = None
+        self.attempt: Attempt | None = None
+        self.counters = Counters()
+        self.fault_reason: str | None = None
+        self._retry_at = 0.0
+        self._retry_delay = cfg.lock.fault_retry_initial_s
+        self.started = clock()
+        self.last_step: sm.Step | None = None
+        self.ready = False  # the first bring-up (camera + stages) has been attempted
+        self._apply_outputs(None)
+        self.audit.append("boot", state=self.snap.state.value, pid=os.getpid(),
+                          relay=self.io.relay_energized)
+        self._write_status()
+
+    # ------------------------------------------------------------------------------------- feeding
+    def feed(self, inp: Input) -> sm.Step:
+        """Apply one event to the state machine and carry out its outputs."""
+        now = self.clock()
+        prev = self.snap.state
+        st = sm.step(self.snap, inp, now, self.timing)
+        self.snap = st.snapshot
+        self.last_step = st
+        if st.state is not State.VERIFYING:
+            self.attempt = None
+        self._apply_outputs(st)
+        relay_ts = self.clock()
+        extra: dict[str, Any] = {}
+        if st.row is not None:
+            if st.audit:
+                extra = {"user": inp.user or st.snapshot.user, "reason": inp.reason or None}
+                if st.error:
+                    extra["error"] = st.error
+                if st.row == "granted" and self._decision_start is not None:
+                    ms = (relay_ts - self._decision_start[0]) * 1e3
+                    self.counters.last_decision_ms = ms
+                    extra.update(decision_ms=round(ms, 2), face_frame=self._decision_start[1],
+                                 relay_mono=relay_ts)
+                    self._decision_start = None
+                self.audit.append(st.audit, state=st.state.value, prev=prev.value, row=st.row,
+                                  relay=self.io.relay_energized, **{k: v for k, v in extra.items() if v is not None})
+            self._emit_for(st, inp, prev, extra)
+            self._write_status()
+        if self.on_step is not None:
+            self.on_step(st, inp)
+        return st
+
+    _decision_start: tuple[float, int] | None = None
+
+    def _apply_outputs(self, st: sm.Step | None) -> None:
+        relay = self.snap.relay
+        self.io.set_relay(relay)
+        if self.io.relay_energized != relay:  # read back: a pin that disagrees is a fault
+            self.io.set_relay(False)
+            raise FaceLockError("relay read-back disagrees with the commanded state")
+        self.io.show(self.snap.led)
+        if st is not None and st.buzzer:
+            self.io.beep(st.buzzer)
+
+    def _emit(self, type_: str, **kw: Any) -> None:
+        try:
+            self.events.emit(type_, **kw)
+        except Exception as exc:  # noqa: BLE001 - telemetry trouble must never affect the door
+            log.error("event %s could not be queued: %s", type_, exc)
+
+    def _emit_for(self, st: sm.Step, inp: Input, prev: State, extra: dict[str, Any]) -> None:
+        for alert in st.alerts:
+            type_, reason = ALERT_EVENTS.get(alert, ("fault", alert))
+            self._emit(type_, reason=inp.reason or reason or alert, user_id=inp.user,
+                       state=st.state.value)
+        if st.row in ("granted", "remote_unlock", "exit"):
+            scores = {"decision_ms": float(extra["decision_ms"])} if "decision_ms" in extra else {}
+            self._emit("access_granted", user_id=inp.user, reason=st.row, scores=scores)
+        if inp.event in (Event.DOOR_OPENED, Event.DOOR_CLOSED):
+            self._emit(inp.event.value, state=st.state.value)
+        if prev is not st.state:
+            self._emit("state_changed", reason=st.row, state=st.state.value, prev=prev.value,
+                       relay=self.io.relay_energized)
+
+    def _write_status(self) -> None:
+        if self.status_path is None:
+            return
+        seq, head = self.audit.head()
+        try:
+            write_json_atomic(self.status_path, {
+                "pid": os.getpid(), "ts": time.time(), "ready": self.ready, "state": self.snap.state.value,
+                "relay_energized": self.io.relay_energized, "led": self.io.led_pattern,
+                "door_open": self.snap.door_open, "tamper_active": self.snap.tamper_active,
+                "fault": self.fault_reason, "audit_seq": seq, "audit_head": head,
+                "frames": self.counters.frames, "analyzed": self.counters.analyzed,
+                "granted": self.counters.granted, "denied": self.counters.denied,
+                "uptime_s": round(self.clock() - self.started, 3),
+            })
+        except OSError as exc:
+            log.error("cannot write status file %s: %s", self.status_path, exc)
+
+    # -------------------------------------------------------------------------------------- faults
+    def fault(self, reason: str) -> None:
+        self.fault_reason = reason
+        self.counters.faults += 1
+        log.error("FAULT: %s", reason)
+        self._close_camera()
+        self._retry_at = self.clock() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, self.cfg.lock.fault_retry_max_s)
+        self.feed(Input(Event.FAULT, reason=reason[:200]))
+
+    def _close_camera(self) -> None:
+        if self.camera is not None:
+            try:
+                self.camera.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.camera = None
+
+    def bring_up(self) -> bool:
+        """Open the camera and build the stages; on failure enter FAULT and schedule a retry."""
+        try:
+            if self.stages is None:
+                self.stages = self.stages_factory()
+            if self.camera is None:
+                cam = self.camera_factory()
+                cam.start()
+                self.camera = cam
+        except FaceLockError as exc:
+            self.ready = True
+            self.fault(f"{type(exc).__name__}: {exc}")
+            return False
+        if not self.ready:
+            self.ready = True
+            self._write_status()
+        if self.snap.state is State.FAULT:
+            self.fault_reason = None
+            self._retry_delay = self.cfg.lock.fault_retry_initial_s
+            self.feed(Input(Event.RECOVERED))
+        return True
+
+    # ---------------------------------------------------------------------------------------- loop
+    def submit(self, command: Command, requested_by: str | None = None) -> bool:
+        """A remote command (already authenticated by telemetry); policy decides unlock/lockdown."""
+        if command is Command.UNLOCK and not pol.may_remote_unlock(self.cfg.policy, self.lockdown, requested_by):
+            self.audit.append("command_refused", command=command.value, by=requested_by, reason="lockdown")
+            self._emit("command_rejected", reason="lockdown", command=command.value)
+            return False
+        self.inputs.put(Input(Event.COMMAND, command=command, user=requested_by))
+        return True
+
+    def set_lockdown(self, mode: pol.Lockdown, requested_by: str | None) -> bool:
+        if not pol.may_set_lockdown(self.cfg.policy, requested_by):
+            self.audit.append("lockdown_refused", mode=mode.value, by=requested_by)
+            self._emit("command_rejected", reason="lockdown_not_allowed", mode=mode.value)
+            return False
+        self.lockdown = mode
+        self.audit.append("lockdown", mode=mode.value, by=requested_by)
+        self._emit("command_result", reason="lockdown", mode=mode.value)
+        return True
+
+    def tick(self) -> None:
+        """One loop iteration: inputs, timers, recovery, one frame."""
+        try:
+            self._tick()
+        except Exception as exc:  # noqa: BLE001 - fail secure on anything
+            log.exception("unexpected error in the lock loop")
+            try:
+                self.io.set_relay(False)
+            finally:
+                self.fault(f"internal error: {type(exc).__name__}: {exc}")
+
+    def _drain_inputs(self) -> None:
+        while True:
+            try:
+                inp = self.inputs.get_nowait()
+            except queue.Empty:
+                return
+            self.feed(inp)
+
+    def _tick(self) -> None:
+        self._drain_inputs()
+        if sm.timer_due(self.snap, self.clock()):
+            self.feed(Input(Event.TIMER))
+        if self.camera is None or self.stages is None:
+            if self.clock() >= self._retry_at:
+                self.bring_up()
+            else:
+                time.sleep(min(0.05, max(0.0, self._retry_at - self.clock())))
+            return
+        try:
+            frame = self.camera.read(timeout=self.cfg.camera.stall_timeout_s)
+        except CameraError as exc:
+            self.fault(f"camera: {exc}")
+            return
+        self.counters.frames += 1
+        self._drain_inputs()
+        if self.snap.state in ANALYZE_STATES:
+            try:
+                self._analyze(frame)
+            except FaceLockError as exc:
+                self.fault(f"pipeline: {type(exc).__name__}: {exc}")
+
+    def _analyze(self, frame: Frame) -> None:
+        assert self.stages is not None
+        obs = self.stages.analyzer.analyze(frame)
+        self.counters.analyzed += 1
+        if not obs.face:
+            return
+        self.counters.faces += 1
+        now = self.clock()
+        if self.snap.state is State.IDLE:
+            if pol.lockout_remaining(self.lockout, now) > 0:
+                return
+            self.attempt = None
+            self.feed(Input(Event.FACE_SEEN))
+            self.attempt = Attempt(now, frame.ts, frame.index)
+        if self.snap.state is not State.VERIFYING or self.attempt is None:
+            return
+        self.attempt.observations.append(obs)
+        need = self.cfg.lock.frames_per_attempt
+        if self.stages.liveness is not None:
+            need = max(need, self.stages.liveness.min_frames)
+        usable = [o for o in self.attempt.observations if o.usable]
+        if len(usable) < need:
+            return
+        self._decide(self.attempt)
+
+    def _decide(self, att: Attempt) -> None:
+        """Liveness first (a live person gets up to max_frames_per_attempt frames to show it), then match."""
+        assert self.stages is not None
+        self._decision_start = (att.first_face_ts, att.first_face_index)
+        now = self.clock()
+        if self.stages.liveness is not None:
+            window = att.observations[-self.cfg.lock.max_frames_per_attempt:]
+            lv = self.stages.liveness.check(window)
+            if not lv.live:
+                if len(att.observations) < self.cfg.lock.max_frames_per_attempt:
+                    return  # not proven live yet: keep watching (blink, motion) until the window is full
+                self.counters.spoof += 1
+                self._failure(Event.SPOOF_SUSPECTED, f"liveness:{lv.reason}"[:200], None, now)
+                return
+        mv = self.stages.matcher.match(att.observations)
+        if mv.user_id is None:
+            self.counters.denied += 1
+            self._failure(Event.NO_MATCH, mv.reason, None, now)
+            return
+        d = pol.authorize(self.cfg.policy, mv.user_id, self.wall(), self.lockout, now, self.lockdown)
+        if not d.allowed:
+            self.counters.denied += 1
+            self.feed(Input(Event.NO_MATCH, user=mv.user_id, reason=d.reason))
+            return
+        self.lockout = pol.register_success(self.lockout)
+        self.counters.granted += 1
+        self.feed(Input(Event.MATCH, user=mv.user_id, reason=f"score={mv.score:.3f}"))
+
+    def _failure(self, event: Event, reason: str, user: str | None, now: float) -> None:
+        self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)
+        if lock_s > 0:
+            self.counters.lockouts += 1
+        self.feed(Input(event, user=user, reason=reason, lockout_s=lock_s))
+
+    def run(self, should_stop: Callable[[], bool], on_tick: Callable[[], None] | None = None) -> None:
+        self.bring_up()
+        while not should_stop():
+            self.tick()
+            if on_tick is not None:
+                on_tick()
+
+    def shutdown(self, reason: str = "shutdown") -> None:
+        """Leave the lock locked: relay off first, then record and release."""
+        try:
+            self.io.set_relay(False)
+        finally:
+            self.snap = replace(self.snap, state=State.IDLE if self.snap.state is not State.FAULT else State.FAULT,
+                                deadline=None)
+            try:
+                self.audit.append("shutdown", reason=reason, relay=self.io.relay_energized)
+                self._write_status()
+            finally:
+                self._close_camera()

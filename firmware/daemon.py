@@ -1,0 +1,197 @@
+"""``facelockd`` / ``python -m firmware``: the lock daemon.
+
+Start-up order is chosen so that nothing can open the door before everything is checked: config first
+(a bad file exits with the key and the reason, GPIO untouched, so the relay stays de-energized by its
+pull-down), then the audit log, then GPIO with the relay created off, then camera and face stages (a
+failure there is a FAULT state with an event and retries, never an open lock).
+
+SIGTERM and SIGINT stop the loop and leave the relay de-energized.  Under systemd (``Type=notify``,
+``WatchdogSec=``) the daemon sends READY=1 / STATUS= / WATCHDOG=1 / STOPPING=1 to ``$NOTIFY_SOCKET``
+itself (a datagram on a Unix socket; no systemd Python package needed).  The watchdog is only petted
+from the loop, so a hung loop gets the daemon restarted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from firmware.errors import FaceLockError
+
+EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus keeps a bad config from looping
+EXIT_ERROR = 1
+
+log = logging.getLogger("facelock.daemon")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg (+ exc)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        d: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                             "logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            d["exc"] = self.formatException(record.exc_info)
+        return json.dumps(d)
+
+
+def setup_logging(level: str = "info", json_logs: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_logs else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class SdNotify:
+    """sd_notify(3) without libsystemd: datagrams to $NOTIFY_SOCKET (path or @abstract)."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        env = dict(os.environ) if env is None else env
+        addr = env.get("NOTIFY_SOCKET", "")
+        self.addr = "\0" + addr[1:] if addr.startswith("@") else addr
+        usec = env.get("WATCHDOG_USEC", "")
+        pid = env.get("WATCHDOG_PID", "")
+        ok_pid = not pid or pid == str(os.getpid())
+        self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and ok_pid else None
+        self._last = 0.0
+        self._sock: socket.socket | None = None
+        if self.addr:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def send(self, msg: str) -> bool:
+        if self._sock is None:
+            return False
+        try:
+            self._sock.sendto(msg.encode(), self.addr)
+            return True
+        except OSError as exc:
+            log.warning("sd_notify failed: %s", exc)
+            return False
+
+    def watchdog(self, now: float) -> None:
+        if self.watchdog_interval is not None and now - self._last >= self.watchdog_interval:
+            self._last = now
+            self.send("WATCHDOG=1")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="facelockd", description="FaceLock lock daemon")
+    p.add_argument("-c", "--config", default=os.environ.get("FACELOCK_CONFIG", "/etc/facelock/facelock.toml"),
+                   help="TOML config file (default: $FACELOCK_CONFIG or /etc/facelock/facelock.toml)")
+    p.add_argument("--json-logs", action="store_true", default=None, help="structured JSON log lines")
+    p.add_argument("--log-level", default=None, help="debug, info, warning, error (overrides config)")
+    p.add_argument("--check-config", action="store_true", help="validate the config and exit")
+    p.add_argument("--run-for", type=float, default=None, help="stop by itself after this many seconds")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level or "info", bool(args.json_logs))
+    from firmware.config import load_config
+    from firmware.config_errors import ConfigError
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        log.error("refusing to start: %s", exc)
+        print(f"facelockd: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(args.log_level or cfg.log.level, cfg.log.json if args.json_logs is None else True)
+    if args.check_config:
+        print(f"facelockd: config {args.config} OK")
+        return 0
+    try:
+        return run(cfg, args.run_for)
+    except FaceLockError as exc:
+        log.error("facelockd stopped: %s", exc)
+        return EXIT_ERROR
+
+
+def limit_malloc_arenas(n: int = 2) -> None:
+    """Cap glibc malloc arenas: every thread (gpiozero, TFLite, grabber) would otherwise get its own
+    64 MB arena and the daemon's resident memory grows with them (a Pi Zero 2 W has 512 MB)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, n)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+def run(cfg: Any, run_for: float | None = None) -> int:
+    from firmware.audit import AuditLog
+    from firmware.camera import open_camera
+    from firmware.controller import Controller
+    from firmware.gpio import LockIO
+    from firmware.stages import build_stages, open_event_sink
+
+    limit_malloc_arenas()
+    data_dir: Path = cfg.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stop = {"flag": False, "signal": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["flag"] = True
+        stop["signal"] = signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    notify = SdNotify()
+    audit = AuditLog(data_dir / "audit.db")
+    events = open_event_sink(data_dir, cfg.device.id, cfg.daemon.events)
+    io = LockIO(cfg.gpio)
+    sim = None
+    if io.is_mock:
+        from firmware.siminputs import SimInputServer
+
+        sim = SimInputServer(io, data_dir / "sim.sock")
+    ctl = None
+    try:
+        threads = max(1, min(2, os.cpu_count() or 1))
+        ctl = Controller(cfg, io, lambda: open_camera(cfg.camera),
+                         lambda: build_stages(data_dir, dict(cfg.sections), num_threads=threads,
+                                              liveness=cfg.lock.liveness),
+                         audit, events, status_path=cfg.status_file)
+        log.info("facelockd %s started: device %s, camera %s, data %s", os.getpid(), cfg.device.id,
+                 cfg.camera.backend, data_dir)
+        ctl.bring_up()
+        notify.send(f"READY=1\nSTATUS=state {ctl.snap.state.value}")
+        t_end = None if run_for is None else time.monotonic() + run_for
+        last_state = None
+        while not stop["flag"] and (t_end is None or time.monotonic() < t_end):
+            ctl.tick()
+            now = time.monotonic()
+            notify.watchdog(now)
+            if ctl.snap.state is not last_state:
+                last_state = ctl.snap.state
+                notify.send(f"STATUS=state {last_state.value}" + (f" ({ctl.fault_reason})" if ctl.fault_reason
+                                                                  else ""))
+        notify.send("STOPPING=1")
+        log.info("stopping (%s): relay de-energized", stop["signal"] or "run-for elapsed")
+        return 0
+    finally:
+        try:
+            if ctl is not None:
+                ctl.shutdown(str(stop["signal"] or "exit"))
+        finally:
+            if sim is not None:
+                sim.close()
+            io.close()
+            audit.close()
+            events.close()

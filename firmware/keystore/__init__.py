@@ -1,0 +1,44 @@
+"""Device keystore: create / unseal / rotate / delete secrets by id, sealed by a TPM or a file KEK.
+
+    from firmware.keystore import KeystoreConfig, open_keystore
+    ks = open_keystore(KeystoreConfig(backend="tpm", tpm_pcrs=(7,)), data_dir)
+    ks.create("templates")
+    key = ks.unseal("templates")
+"""
+
+from firmware.keystore.base import Keystore
+from firmware.keystore.config import KeystoreConfig
+from firmware.keystore.errors import (
+    InvalidKeyIdError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeystoreBusyError,
+    KeystoreCorruptError,
+    KeystoreError,
+    KeystoreUnlockError,
+    TpmBusyError,
+    TpmError,
+    TpmPolicyError,
+    TpmUnavailableError,
+    WrongPassphraseError,
+)
+from firmware.keystore.factory import keystore_dir, open_keystore
+
+__all__ = [
+    "InvalidKeyIdError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "Keystore",
+    "KeystoreBusyError",
+    "KeystoreConfig",
+    "KeystoreCorruptError",
+    "KeystoreError",
+    "KeystoreUnlockError",
+    "TpmBusyError",
+    "TpmError",
+    "TpmPolicyError",
+    "TpmUnavailableError",
+    "WrongPassphraseError",
+    "keystore_dir",
+    "open_keystore",
+]

@@ -1,0 +1,157 @@
+"""File-sealed keystore: each key wrapped with ChaCha20-Poly1305 under a scrypt-derived KEK.
+
+KEK = scrypt(len(device secret) || device secret || passphrase, salt, N, r, p).
+The device secret is 32 random bytes created on first use (mode 0600); the
+optional passphrase adds a factor that is not on the disk at all.  A check
+value (an AEAD of nothing under the KEK) tells a wrong passphrase apart from
+a damaged key blob.  Each blob's associated data names the key id and
+version, so blobs cannot be swapped between ids.  ``rewrap`` (KEK rotation)
+re-encrypts every key under a fresh salt and/or passphrase in one atomic
+write, so it cannot lose a key.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from firmware.fsutil import atomic_write
+from firmware.keystore.base import Keystore
+from firmware.keystore.errors import KeystoreCorruptError, KeystoreUnlockError, WrongPassphraseError
+from firmware.keystore.keyfile import KeyFileData
+
+_CHECK_AAD = b"facelock keystore kek-check v1"
+_NONCE = 12
+DEVICE_SECRET_BYTES = 32
+
+
+def _aad(key_id: str, version: int) -> bytes:
+    return f"facelock keystore v1|file|{key_id}|{version}".encode()
+
+
+def load_or_create_device_secret(path: Path) -> bytes:
+    """Read the device secret, creating it atomically (0600) on first use."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        raw = secrets.token_bytes(DEVICE_SECRET_BYTES)
+        fd_path = path.with_name(f".{path.name}.{os.getpid()}.new")
+        atomic_write(fd_path, raw)
+        try:  # link() fails if another process created it first: then use theirs
+            os.link(fd_path, path)
+        except FileExistsError:
+            raw = path.read_bytes()
+        finally:
+            os.unlink(fd_path)
+    except OSError as exc:
+        raise KeystoreUnlockError(f"cannot read the device secret {path}: {exc.strerror}") from None
+    if len(raw) != DEVICE_SECRET_BYTES:
+        raise KeystoreUnlockError(f"device secret {path} has {len(raw)} bytes, expected {DEVICE_SECRET_BYTES}")
+    return raw
+
+
+class FileKeystore(Keystore):
+    backend = "file"
+    file_name = "keys.fks"
+
+    def __init__(
+        self,
+        directory: Path,
+        device_secret_path: Path,
+        passphrase: str | None = None,
+        scrypt_log2_n: int = 15,
+        scrypt_r: int = 8,
+        scrypt_p: int = 1,
+        lock_timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(directory, lock_timeout_s)
+        self._device_secret_path = Path(device_secret_path)
+        self._passphrase = passphrase
+        self._kdf = (scrypt_log2_n, scrypt_r, scrypt_p)
+        self._keks: dict[tuple, ChaCha20Poly1305] = {}  # (salt, n, r, p) -> AEAD, memoised per process
+        self._open_or_init()  # fail now on a wrong passphrase or damaged file, not at first unseal
+
+    def _derive(self, params: dict, passphrase: str | None) -> ChaCha20Poly1305:
+        try:
+            salt = base64.b64decode(params["salt"], validate=True)
+            log2n, r, p = int(params["log2n"]), int(params["r"]), int(params["p"])
+        except (KeyError, ValueError, TypeError):
+            raise KeystoreCorruptError(f"{self.path}: malformed KDF parameters") from None
+        if params.get("kdf") != "scrypt" or not (10 <= log2n <= 22 and 1 <= r <= 32 and 1 <= p <= 16):
+            raise KeystoreCorruptError(f"{self.path}: unsupported KDF parameters")
+        memo = (salt, log2n, r, p, passphrase)
+        if memo not in self._keks:
+            ds = load_or_create_device_secret(self._device_secret_path)
+            pw = len(ds).to_bytes(2, "big") + ds + (passphrase or "").encode()
+            kek = Scrypt(salt=salt, length=32, n=1 << log2n, r=r, p=p).derive(pw)
+            self._keks[memo] = ChaCha20Poly1305(kek)
+        return self._keks[memo]
+
+    def _make_params(self, passphrase: str | None) -> dict:
+        log2n, r, p = self._kdf
+        params = {
+            "kdf": "scrypt",
+            "log2n": log2n,
+            "r": r,
+            "p": p,
+            "salt": base64.b64encode(secrets.token_bytes(16)).decode(),
+        }
+        nonce = secrets.token_bytes(_NONCE)
+        params["check"] = base64.b64encode(nonce + self._derive(params, passphrase).encrypt(nonce, b"", _CHECK_AAD)).decode()
+        return params
+
+    def _new_params(self) -> dict:
+        return self._make_params(self._passphrase)
+
+    def _accept(self, data: KeyFileData) -> None:
+        aead = self._derive(data.params, self._passphrase)
+        try:
+            check = base64.b64decode(data.params["check"], validate=True)
+            aead.decrypt(check[:_NONCE], check[_NONCE:], _CHECK_AAD)
+        except (KeyError, ValueError, TypeError):
+            raise KeystoreCorruptError(f"{self.path}: malformed KEK check value") from None
+        except InvalidTag:
+            raise WrongPassphraseError(
+                f"{self.path}: wrong passphrase or device secret (the key-encryption key does not match)"
+            ) from None
+
+    def _seal(self, data: KeyFileData, key_id: str, version: int, secret: bytes) -> bytes:
+        nonce = secrets.token_bytes(_NONCE)
+        return nonce + self._derive(data.params, self._passphrase).encrypt(nonce, secret, _aad(key_id, version))
+
+    def _unseal(self, data: KeyFileData, key_id: str, version: int, blob: bytes) -> bytes:
+        aead = self._derive(data.params, self._passphrase)
+        try:
+            return aead.decrypt(blob[:_NONCE], blob[_NONCE:], _aad(key_id, version))
+        except (InvalidTag, ValueError):
+            raise KeystoreCorruptError(
+                f"{self.path}: key {key_id!r} v{version} fails authentication (damaged or altered)"
+            ) from None
+
+    def rewrap(self, new_passphrase: str | None = None) -> None:
+        """Rotate the KEK: fresh salt (and new passphrase); every key re-wrapped in one atomic write."""
+        old_pass = self._passphrase
+
+        def op(data: KeyFileData) -> None:
+            plain = {
+                (kid, v): self._unseal(data, kid, v, blob)
+                for kid, rec in data.keys.items()
+                for v, blob in rec.versions.items()
+            }
+            data.params = self._make_params(new_passphrase)
+            self._passphrase = new_passphrase
+            for (kid, v), secret in plain.items():
+                data.keys[kid].versions[v] = self._seal(data, kid, v, secret)
+
+        try:
+            self._mutate(op)
+        except BaseException:
+            self._passphrase = old_pass
+            raise

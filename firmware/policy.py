@@ -1,0 +1,211 @@
+"""Access policy: failed-attempt lockout with exponential backoff, per-user schedules, remote lockdown.
+
+Pure functions over immutable values; the caller passes the time (monotonic seconds for lockout,
+a wall-clock ``datetime`` for schedules), so the daemon, the demo and the tests share one behaviour.
+
+Lockout is FIDO/Android style: ``max_failures`` free attempts within ``window_s``; reaching the limit
+locks out for ``base_lockout_s``.  After a lockout, every further failure (until a success or
+``reset_after_s`` of quiet) locks out again for ``factor`` times longer, capped at ``max_lockout_s``.
+A brute-force attacker therefore gets a handful of tries, then exponentially fewer per hour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from firmware.config_errors import ConfigError
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class Lockdown(str, enum.Enum):
+    OFF = "off"
+    ADMINS = "admins"  # only admins may unlock
+    NOBODY = "nobody"  # nobody may unlock by face or remote command (exit button still works)
+
+
+@dataclass(frozen=True)
+class LockoutConfig:
+    max_failures: int = 5
+    window_s: float = 60.0
+    base_lockout_s: float = 30.0
+    factor: float = 2.0
+    max_lockout_s: float = 3600.0
+    reset_after_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class LockoutState:
+    """Failure timestamps inside the window, and how many lockouts in a row (the backoff level)."""
+
+    failures: tuple[float, ...] = ()
+    level: int = 0
+    until: float = 0.0  # monotonic time the current lockout ends
+    last_failure: float | None = None
+
+
+def lockout_remaining(st: LockoutState, now: float) -> float:
+    return max(0.0, st.until - now)
+
+
+def register_failure(st: LockoutState, now: float, cfg: LockoutConfig) -> tuple[LockoutState, float]:
+    """Record a failed attempt. Returns (new state, lockout seconds starting now; 0 = not locked out)."""
+    level = st.level
+    if st.last_failure is not None and now - st.last_failure >= cfg.reset_after_s:
+        level = 0
+    failures = tuple(t for t in st.failures if now - t < cfg.window_s) + (now,)
+    if level == 0 and len(failures) < cfg.max_failures:
+        return LockoutState(failures, 0, st.until, now), 0.0
+    level += 1
+    duration = min(cfg.base_lockout_s * cfg.factor ** (level - 1), cfg.max_lockout_s)
+    return LockoutState((), level, now + duration, now), duration
+
+
+def register_success(_st: LockoutState) -> LockoutState:
+    """A granted attempt clears failures and the backoff level."""
+    return LockoutState()
+
+
+@dataclass(frozen=True)
+class Window:
+    """Days of the week and a local-time window [start, end); end <= start crosses midnight."""
+
+    days: frozenset[int]  # 0 = Monday
+    start: dt.time
+    end: dt.time
+
+    def contains(self, when: dt.datetime) -> bool:
+        t = when.time()
+        wd = when.weekday()
+        if self.start < self.end:
+            return wd in self.days and self.start <= t < self.end
+        if self.start == self.end:  # whole day
+            return wd in self.days
+        # crosses midnight: the part after midnight belongs to the previous day's window
+        return (wd in self.days and t >= self.start) or (((wd - 1) % 7) in self.days and t < self.end)
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _parse_time(key: str, value: Any) -> dt.time:
+    if not isinstance(value, str) or not _HHMM.match(value):
+        raise ConfigError(f"{key}: expected \"HH:MM\" (24 h), got {value!r}")
+    h, m = value.split(":")
+    return dt.time(int(h), int(m))
+
+
+def window_from_dict(key: str, d: Any) -> Window:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{key}: expected a table with days, start, end")
+    unknown = set(d) - {"days", "start", "end"}
+    if unknown:
+        raise ConfigError(f"{key}.{sorted(unknown)[0]}: unknown key (allowed: days, start, end)")
+    days_raw = d.get("days", list(DAYS))
+    if not isinstance(days_raw, list) or not days_raw:
+        raise ConfigError(f"{key}.days: expected a non-empty list of {', '.join(DAYS)}")
+    days = set()
+    for day in days_raw:
+        if not isinstance(day, str) or day.lower() not in DAYS:
+            raise ConfigError(f"{key}.days: {day!r} is not one of {', '.join(DAYS)}")
+        days.add(DAYS.index(day.lower()))
+    return Window(frozenset(days), _parse_time(f"{key}.start", d.get("start", "00:00")),
+                  _parse_time(f"{key}.end", d.get("end", "00:00")))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    lockout: LockoutConfig = field(default_factory=LockoutConfig)
+    admins: frozenset[str] = frozenset()
+    #: user id -> windows in which that user may unlock; users not listed may unlock at any time.
+    schedules: Mapping[str, tuple[Window, ...]] = field(default_factory=dict)
+    lockdown: Lockdown = Lockdown.OFF
+    #: who may change the lockdown remotely: "admins" (a signed command naming an admin) or "nobody"
+    remote_lockdown: str = "admins"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PolicyConfig:
+        d = dict(d)
+        known = {"max_failures", "window_s", "base_lockout_s", "factor", "max_lockout_s", "reset_after_s",
+                 "admins", "schedule", "lockdown", "remote_lockdown"}
+        for k in d:
+            if k not in known:
+                raise ConfigError(f"policy.{k}: unknown key (allowed: {', '.join(sorted(known))})")
+        lk = LockoutConfig()
+        vals: dict[str, Any] = {}
+        for name in ("max_failures",):
+            if name in d:
+                v = d[name]
+                if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 100:
+                    raise ConfigError(f"policy.{name}: expected an integer 1..100, got {v!r}")
+                vals[name] = v
+        for name in ("window_s", "base_lockout_s", "factor", "max_lockout_s", "reset_after_s"):
+            if name in d:
+                v = d[name]
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                    raise ConfigError(f"policy.{name}: expected a positive number, got {v!r}")
+                if name == "factor" and v < 1:
+                    raise ConfigError(f"policy.factor: must be >= 1 (backoff never shrinks), got {v!r}")
+                vals[name] = float(v)
+        lk = replace(lk, **vals)
+        admins = d.get("admins", [])
+        if not isinstance(admins, list) or not all(isinstance(a, str) and a for a in admins):
+            raise ConfigError(f"policy.admins: expected a list of user ids, got {admins!r}")
+        schedules: dict[str, tuple[Window, ...]] = {}
+        sched = d.get("schedule", {})
+        if not isinstance(sched, Mapping):
+            raise ConfigError("policy.schedule: expected a table of user id -> list of windows")
+        for user, wins in sched.items():
+            if not isinstance(wins, list) or not wins:
+                raise ConfigError(f"policy.schedule.{user}: expected a non-empty list of windows")
+            schedules[str(user)] = tuple(window_from_dict(f"policy.schedule.{user}[{i}]", w)
+                                         for i, w in enumerate(wins))
+        try:
+            lockdown = Lockdown(d.get("lockdown", "off"))
+        except ValueError:
+            raise ConfigError(f"policy.lockdown: expected off, admins or nobody, got {d.get('lockdown')!r}") \
+                from None
+        remote = d.get("remote_lockdown", "admins")
+        if remote not in ("admins", "nobody"):
+            raise ConfigError(f"policy.remote_lockdown: expected admins or nobody, got {remote!r}")
+        return cls(lk, frozenset(admins), schedules, lockdown, remote)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # "ok", "lockout", "schedule", "lockdown"
+
+
+def authorize(cfg: PolicyConfig, user: str, when: dt.datetime, lockout: LockoutState, now: float,
+              lockdown: Lockdown | None = None) -> Decision:
+    """May this recognised user unlock now?  Lockout is checked by the caller before matching too."""
+    mode = cfg.lockdown if lockdown is None else lockdown
+    if mode is Lockdown.NOBODY:
+        return Decision(False, "lockdown")
+    if mode is Lockdown.ADMINS and user not in cfg.admins:
+        return Decision(False, "lockdown")
+    if lockout_remaining(lockout, now) > 0:
+        return Decision(False, "lockout")
+    windows = cfg.schedules.get(user)
+    if windows is not None and not any(w.contains(when) for w in windows):
+        return Decision(False, "schedule")
+    return Decision(True, "ok")
+
+
+def may_set_lockdown(cfg: PolicyConfig, requested_by: str | None) -> bool:
+    """Remote lockdown changes: only admins (when allowed at all)."""
+    return cfg.remote_lockdown == "admins" and requested_by is not None and requested_by in cfg.admins
+
+
+def may_remote_unlock(cfg: PolicyConfig, lockdown: Lockdown, requested_by: str | None) -> bool:
+    if lockdown is Lockdown.NOBODY:
+        return False
+    if lockdown is Lockdown.ADMINS:
+        return requested_by is not None and requested_by in cfg.admins
+    return True

@@ -1,0 +1,26 @@
+"""Enrolled users with protected templates (encrypted embeddings + fuzzy-extractor helper data)."""
+
+from firmware.templates.errors import (
+    InvalidNameError,
+    InvalidPolicyError,
+    TemplateError,
+    TemplateStoreCorruptError,
+    UserNotFoundError,
+    UserRevokedError,
+    WrongFaceError,
+)
+from firmware.templates.store import DB_NAME, Candidate, TemplateStore, UserRecord
+
+__all__ = [
+    "DB_NAME",
+    "Candidate",
+    "InvalidNameError",
+    "InvalidPolicyError",
+    "TemplateError",
+    "TemplateStore",
+    "TemplateStoreCorruptError",
+    "UserNotFoundError",
+    "UserRecord",
+    "UserRevokedError",
+    "WrongFaceError",
+]

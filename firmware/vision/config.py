@@ -1,0 +1,95 @@
+"""``[vision]`` config section: runtime threads, model choice, operating point, quality-gate policy.
+
+Model constants (files, sha256, normalisation, calibrated thresholds) live in models/manifest.json;
+this section only chooses among them and sets device policy::
+
+    [vision]
+    num_threads = 2
+    embedder = ""                 # "" = the manifest's default (mobilefacenet_dynamic)
+    operating_point = "unlock"    # unlock (FAR 1e-3) | strict (FAR 1e-4)
+    min_face_px = 48
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from firmware.config_errors import ConfigError
+from firmware.vision.quality import QualityConfig
+
+_QUALITY_KEYS = tuple(f.name for f in fields(QualityConfig) if f.name != "enabled")
+GATES = QualityConfig().enabled
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    num_threads: int = 1
+    runtime: str = ""  # "" = ai-edge-litert, then tflite-runtime
+    manifest: str = ""  # "" = FACELOCK_MODELS_DIR or the installed models/manifest.json
+    embedder: str = ""  # "" = the manifest's default embedder
+    operating_point: str = "unlock"  # unlock | strict
+    threshold: float | None = None  # override of the calibrated threshold (discouraged)
+    margin: float | None = None  # 1:N margin; None = the manifest's calibrated margin (0.05 default)
+    flip: bool | None = None  # mirror test-time augmentation; None = as calibrated in the manifest
+    landmarks: bool = True  # 468-point mesh: face confirmation, 5-point alignment, liveness
+    fallback_detector: bool = True  # full-range BlazeFace when the short-range finds no face
+    gates: tuple[str, ...] = GATES
+    min_eye_distance_px: float = 20.0
+    min_face_px: float = 48.0
+    second_face_ratio: float = 0.5
+    max_outside_fraction: float = 0.15
+    min_brightness: float = 40.0
+    max_brightness: float = 220.0
+    min_contrast: float = 12.0
+    min_sharpness: float = 30.0
+    max_yaw: float = 0.45
+    max_roll_deg: float = 40.0
+    max_pitch: float = 0.45
+
+    def __post_init__(self) -> None:
+        n = self.num_threads
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 16:
+            raise ConfigError(f"vision.num_threads: must be an integer 1..16, got {n!r}")
+        if self.runtime not in ("", "ai-edge-litert", "tflite-runtime"):
+            raise ConfigError(f"vision.runtime: must be ai-edge-litert or tflite-runtime, got {self.runtime!r}")
+        for key in ("manifest", "embedder"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(f"vision.{key}: must be a string")
+        if self.operating_point not in ("unlock", "strict"):
+            raise ConfigError(f"vision.operating_point: must be unlock or strict, got {self.operating_point!r}")
+        for key, lo, hi in (("threshold", -1.0, 1.0), ("margin", 0.0, 1.0)):
+            v = getattr(self, key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
+                raise ConfigError(f"vision.{key}: must be a number in [{lo}, {hi}], got {v!r}")
+        if self.flip is not None and not isinstance(self.flip, bool):
+            raise ConfigError("vision.flip: must be true or false")
+        for key in ("landmarks", "fallback_detector"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"vision.{key}: must be true or false")
+        gates = self.gates
+        if isinstance(gates, str) or not all(isinstance(g, str) for g in gates):
+            raise ConfigError("vision.gates: must be a list of gate names")
+        unknown = [g for g in gates if g not in GATES]
+        if unknown:
+            raise ConfigError(f"vision.gates: unknown gate(s) {unknown}; known: {', '.join(GATES)}")
+        object.__setattr__(self, "gates", tuple(gates))
+        for key in _QUALITY_KEYS:
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ConfigError(f"vision.{key}: must be a finite number >= 0, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VisionConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"vision: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ConfigError(f"vision: {exc}") from exc
+
+    def quality(self) -> QualityConfig:
+        return QualityConfig(enabled=self.gates, **{k: float(getattr(self, k)) for k in _QUALITY_KEYS})

@@ -1,0 +1,80 @@
+"""``[liveness]`` config section: which checks an attempt must pass, the challenge, IR, overrides.
+
+Defaults follow the issue: static-replay required, plus one of blink or PAD score; a motion check that
+finds the face moving as one plane vetoes the attempt; and every frame must show the same face
+(``same_face``), because the other checks compare frames with each other.  Threshold overrides default to None, meaning
+"use the calibrated value from models/liveness/thresholds.json".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+from firmware.config_errors import ConfigError
+
+CHECKS = ("static_replay", "same_face", "blink", "motion", "pad", "ir")
+_THRESHOLD_KEYS = ("static_max_shape_change", "static_min_embedding_cosine", "blink_min_drop",
+                   "motion_min_motion", "motion_min_nonplanar", "pad_threshold")
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    required: tuple[str, ...] = ("static_replay", "same_face")
+    any_of: tuple[str, ...] = ("blink", "pad")
+    veto: tuple[str, ...] = ("motion",)
+    min_frames: int = 3
+    challenge: bool = False  # LED-flash blink challenge: the blink must follow the LED within the window
+    challenge_window_s: float = 1.5
+    require_ir: bool = False
+    static_max_shape_change: float | None = None
+    static_min_embedding_cosine: float | None = None
+    blink_min_drop: float | None = None
+    motion_min_motion: float | None = None
+    motion_min_nonplanar: float | None = None
+    pad_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("required", "any_of", "veto"):
+            val = getattr(self, key)
+            if isinstance(val, str) or not all(isinstance(v, str) for v in val):
+                raise ConfigError(f"liveness.{key}: must be a list of check names, got {val!r}")
+            unknown = [v for v in val if v not in CHECKS]
+            if unknown:
+                raise ConfigError(f"liveness.{key}: unknown check(s) {unknown}; known: {', '.join(CHECKS)}")
+            object.__setattr__(self, key, tuple(val))
+        if not self.required and not self.any_of and not self.require_ir and not self.challenge:
+            raise ConfigError("liveness.required/any_of: at least one check must be required")
+        if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or not 2 <= self.min_frames <= 100:
+            raise ConfigError(f"liveness.min_frames: must be an integer 2..100, got {self.min_frames!r}")
+        for key in ("challenge", "require_ir"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"liveness.{key}: must be true or false, got {getattr(self, key)!r}")
+        w = self.challenge_window_s
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (0 < w <= 10) or not math.isfinite(w):
+            raise ConfigError(f"liveness.challenge_window_s: must be a number in (0, 10], got {w!r}")
+        for key in _THRESHOLD_KEYS:
+            v = getattr(self, key)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"liveness.{key}: must be a positive number, got {v!r}")
+            if key in ("static_min_embedding_cosine", "blink_min_drop", "pad_threshold") and v >= 1:
+                raise ConfigError(f"liveness.{key}: must be < 1, got {v!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LivenessConfig:
+        if not isinstance(d, dict):
+            raise ConfigError(f"liveness: must be a table, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"liveness: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+        kw = dict(d)
+        for key in ("required", "any_of", "veto"):
+            if key in kw:
+                if not isinstance(kw[key], (list, tuple)):
+                    raise ConfigError(f"liveness.{key}: must be a list of check names, got {kw[key]!r}")
+                kw[key] = tuple(kw[key])
+        return cls(**kw)

@@ -1,0 +1,143 @@
+"""The single-frame PAD classifier: standardised features -> L2-regularised logistic regression.
+
+Shipped as JSON of coefficients (models/liveness/pad_lbp_fft.json, sha256 in models/liveness/manifest.json)
+so the device needs no ML library; trained by models/liveness/train_pad.py.  The fitting code lives here
+(not in the script) so the evaluation can re-train per cross-subject fold with exactly the same code.
+
+Score convention: ``score(face)`` is the probability-like attack score in [0, 1]; an attempt is an attack
+when its (mean) score is >= ``threshold``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.vision.liveness.errors import PadModelError
+from firmware.vision.liveness.pad_features import FEATURE_DIM, FEATURE_VERSION, pad_features
+
+MODEL_KIND = "facelock-pad-logreg"
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float]:
+    """Newton-IRLS fit of an L2-regularised logistic regression on standardised x. Returns (w, b).
+
+    Classes are weighted to balance (live and attack counts differ per fold).
+    """
+    n, d = x.shape
+    pos = max(float(y.sum()), 1.0)
+    neg = max(float(n - y.sum()), 1.0)
+    sw = np.where(y > 0.5, n / (2 * pos), n / (2 * neg))
+    xa = np.column_stack([x, np.ones(n)])
+    theta = np.zeros(d + 1)
+    reg = np.full(d + 1, l2)
+    reg[-1] = 0.0
+    for _ in range(iters):
+        z = np.clip(xa @ theta, -30, 30)
+        p = 1 / (1 + np.exp(-z))
+        g = xa.T @ (sw * (p - y)) + reg * theta
+        hmat = (xa * (sw * p * (1 - p))[:, None]).T @ xa + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hmat, g)
+        theta -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return theta[:-1], float(theta[-1])
+
+
+@dataclass(frozen=True)
+class PadModel:
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+    bias: float
+    threshold: float
+    meta: dict[str, Any]
+
+    @classmethod
+    def fit(cls, features: np.ndarray, is_attack: np.ndarray, l2: float = 1.0, threshold: float = 0.5,
+            meta: dict[str, Any] | None = None) -> PadModel:
+        x = np.asarray(features, dtype=np.float64)
+        y = np.asarray(is_attack, dtype=np.float64)
+        mean = x.mean(0)
+        std = x.std(0) + 1e-6
+        w, b = fit_logistic((x - mean) / std, y, l2=l2)
+        return cls(mean, std, w, b, float(threshold), dict(meta or {}))
+
+    def score_features(self, features: np.ndarray) -> np.ndarray:
+        x = (np.atleast_2d(np.asarray(features, dtype=np.float64)) - self.mean) / self.std
+        z = np.clip(x @ self.weights + self.bias, -30, 30)
+        return 1 / (1 + np.exp(-z))
+
+    def score(self, face: np.ndarray) -> float:
+        """Attack score in [0, 1] of one RGB uint8 face crop."""
+        return float(self.score_features(pad_features(face))[0])
+
+    def with_threshold(self, threshold: float) -> PadModel:
+        return PadModel(self.mean, self.std, self.weights, self.bias, float(threshold), self.meta)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": MODEL_KIND, "feature_version": FEATURE_VERSION, "feature_dim": int(len(self.weights)),
+                "mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
+                "bias": self.bias, "threshold": self.threshold, "meta": self.meta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PadModel:
+        try:
+            if d["kind"] != MODEL_KIND:
+                raise PadModelError(f"PAD model kind {d['kind']!r} != {MODEL_KIND!r}")
+            if d["feature_version"] != FEATURE_VERSION:
+                raise PadModelError(f"PAD model was trained on features {d['feature_version']!r}, "
+                                    f"this firmware computes {FEATURE_VERSION!r}: retrain (train_pad.py)")
+            arrs = [np.asarray(d[k], dtype=np.float64) for k in ("mean", "std", "weights")]
+            if any(a.shape != (FEATURE_DIM,) for a in arrs):
+                raise PadModelError(f"PAD model vectors must have {FEATURE_DIM} values")
+            if not all(np.isfinite(a).all() for a in arrs) or (arrs[1] <= 0).any():
+                raise PadModelError("PAD model has non-finite values or non-positive std")
+            thr = float(d["threshold"])
+            if not 0.0 < thr < 1.0:
+                raise PadModelError(f"PAD threshold {thr} outside (0, 1)")
+            return cls(arrs[0], arrs[1], arrs[2], float(d["bias"]), thr, dict(d.get("meta", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PadModelError(f"PAD model file is malformed: {exc!r}") from exc
+
+
+def default_liveness_dir() -> Path:
+    """models/liveness/ beside the firmware package (FACELOCK_MODELS_DIR/liveness when set)."""
+    import os
+
+    env = os.environ.get("FACELOCK_MODELS_DIR")
+    if env:
+        return Path(env) / "liveness"
+    return Path(__file__).resolve().parents[3] / "models" / "liveness"
+
+
+def load_verified_json(name: str, directory: Path | None = None) -> dict[str, Any]:
+    """Load models/liveness/<file of entry `name`> after checking its sha256 against the liveness manifest."""
+    directory = Path(directory) if directory is not None else default_liveness_dir()
+    mpath = directory / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        entry = manifest["files"][name]
+        path = directory / entry["file"]
+        blob = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise PadModelError(f"liveness model file missing: {exc.filename} (run models/liveness/train_pad.py)") from exc
+    except (OSError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PadModelError(f"liveness manifest {mpath} has no usable entry {name!r}: {exc!r}") from exc
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != str(entry.get("sha256", "")).lower():
+        raise PadModelError(f"{path.name} fails its integrity check: sha256 {digest[:16]}… != manifest "
+                            f"{str(entry.get('sha256'))[:16]}…; refusing to load an altered model")
+    try:
+        return json.loads(blob)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PadModelError(f"{path.name} is not valid JSON: {exc}") from exc
+
+
+def load_pad_model(directory: Path | None = None) -> PadModel:
+    return PadModel.from_dict(load_verified_json("pad", directory))

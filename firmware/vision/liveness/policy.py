@@ -1,0 +1,176 @@
+"""LivenessPolicy: run the checks over one attempt's frames and decide (pure: no I/O, no clock).
+
+Rules: every ``required`` check must PASS; at least one ``any_of`` check must PASS; any ``veto`` check
+that FAILs rejects.  ``challenge`` makes the blink a required answer to the LED; ``require_ir`` requires
+every frame to come from an IR camera.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firmware.vision.liveness.blink import BlinkThresholds, check_blink
+from firmware.vision.liveness.config import LivenessConfig
+from firmware.vision.liveness.errors import LivenessInputError, PadModelError
+from firmware.vision.liveness.frame import LivenessFrame
+from firmware.vision.liveness.motion import MotionThresholds, check_motion
+from firmware.vision.liveness.pad_model import PadModel, load_pad_model, load_verified_json
+from firmware.vision.liveness.replay import StaticReplayThresholds, check_same_face, check_static_replay
+from firmware.vision.liveness.result import CheckResult, LivenessDecision, Verdict
+
+
+@dataclass(frozen=True)
+class LivenessThresholds:
+    static: StaticReplayThresholds
+    blink: BlinkThresholds
+    motion: MotionThresholds
+    pad: float | None = None  # None: the PAD model's own calibrated threshold
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LivenessThresholds:
+        try:
+            t = d["thresholds"]
+            return cls(
+                StaticReplayThresholds(float(t["static_max_shape_change"]), float(t["static_min_embedding_cosine"]),
+                                       same_face_min_cosine=float(t["same_face_min_cosine"])),
+                BlinkThresholds(float(t["blink_min_drop"]), float(t["blink_min_drop_appearance"]),
+                                min_iod_px=float(t["blink_min_iod_px"])),
+                MotionThresholds(float(t["motion_min_motion"]), float(t["motion_min_nonplanar"])),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PadModelError(f"liveness thresholds file is malformed: {exc!r}") from exc
+
+    def overridden(self, cfg: LivenessConfig) -> LivenessThresholds:
+        s, b, m, p = self.static, self.blink, self.motion, self.pad
+        s = replace(s, min_frames=cfg.min_frames)
+        if cfg.static_max_shape_change is not None:
+            s = replace(s, max_shape_change=cfg.static_max_shape_change)
+        if cfg.static_min_embedding_cosine is not None:
+            s = replace(s, min_embedding_cosine=cfg.static_min_embedding_cosine)
+        if cfg.blink_min_drop is not None:
+            b = replace(b, min_drop=cfg.blink_min_drop)
+        if cfg.motion_min_motion is not None:
+            m = replace(m, min_motion=cfg.motion_min_motion)
+        if cfg.motion_min_nonplanar is not None:
+            m = replace(m, min_nonplanar=cfg.motion_min_nonplanar)
+        if cfg.pad_threshold is not None:
+            p = cfg.pad_threshold
+        return LivenessThresholds(s, b, m, p)
+
+
+def load_thresholds(directory: Path | None = None) -> LivenessThresholds:
+    """Calibrated thresholds from models/liveness/thresholds.json (sha256-checked)."""
+    return LivenessThresholds.from_dict(load_verified_json("thresholds", directory))
+
+
+def check_pad(frames: Sequence[LivenessFrame], model: PadModel | None, threshold: float | None) -> CheckResult:
+    """Mean attack score over the frames that have a face crop or a precomputed score."""
+    if threshold is None:
+        if model is None:
+            return CheckResult("pad", Verdict.UNKNOWN, {}, "no PAD model and no PAD threshold configured")
+        threshold = model.threshold
+    scores = []
+    for f in frames:
+        if f.pad_score is not None:
+            scores.append(f.pad_score)
+        elif f.face is not None and model is not None:
+            scores.append(model.score(f.face))
+    if not scores:
+        return CheckResult("pad", Verdict.UNKNOWN, {}, "no face crops (or no PAD model) to score")
+    mean = float(np.mean(scores))
+    s = {"attack_score": mean, "attack_score_max": float(np.max(scores)), "frames": float(len(scores)),
+         "threshold": threshold}
+    if mean >= threshold:
+        return CheckResult("pad", Verdict.FAIL, s, f"presentation-attack score {mean:.3f} >= {threshold:.3f}")
+    return CheckResult("pad", Verdict.PASS, s, f"presentation-attack score {mean:.3f} < {threshold:.3f}")
+
+
+def check_ir(frames: Sequence[LivenessFrame]) -> CheckResult:
+    n_ir = sum(1 for f in frames if f.ir)
+    s = {"ir_frames": float(n_ir), "frames": float(len(frames))}
+    if frames and n_ir == len(frames):
+        return CheckResult("ir", Verdict.PASS, s, "all frames from the IR camera")
+    return CheckResult("ir", Verdict.FAIL, s, f"require_ir: only {n_ir} of {len(frames)} frames are IR")
+
+
+class LivenessPolicy:
+    """``policy.decide(frames) -> LivenessDecision`` for one verification attempt."""
+
+    def __init__(self, config: LivenessConfig, thresholds: LivenessThresholds, pad_model: PadModel | None = None):
+        self.config = config
+        self.thresholds = thresholds.overridden(config)
+        self.pad_model = pad_model
+        req = list(config.required)
+        if config.require_ir and "ir" not in req:
+            req.append("ir")
+        if config.challenge and "blink" not in req:
+            req.append("blink")
+        self.required = tuple(req)
+        self.any_of = tuple(config.any_of)
+        self.veto = tuple(config.veto)
+
+    @classmethod
+    def from_files(cls, config: LivenessConfig | None = None, directory: Path | None = None) -> LivenessPolicy:
+        """Policy with the shipped calibrated thresholds and PAD model (both sha256-verified)."""
+        return cls(config or LivenessConfig(), load_thresholds(directory), load_pad_model(directory))
+
+    def _run(self, name: str, frames: Sequence[LivenessFrame]) -> CheckResult:
+        th = self.thresholds
+        if name == "static_replay":
+            return check_static_replay(frames, th.static)
+        if name == "same_face":
+            return check_same_face(frames, th.static.same_face_min_cosine)
+        if name == "blink":
+            return check_blink(frames, th.blink, self.config.challenge_window_s if self.config.challenge else None)
+        if name == "motion":
+            return check_motion(frames, th.motion)
+        if name == "pad":
+            return check_pad(frames, self.pad_model, th.pad)
+        if name == "ir":
+            return check_ir(frames)
+        raise LivenessInputError(f"unknown liveness check {name!r}")  # unreachable: config validates names
+
+    def decide(self, frames: Sequence[LivenessFrame]) -> LivenessDecision:
+        frames = list(frames)
+        if not all(isinstance(f, LivenessFrame) for f in frames):
+            raise LivenessInputError("decide() takes a sequence of LivenessFrame")
+        frames.sort(key=lambda f: f.t)
+        names = dict.fromkeys(self.required + self.any_of + self.veto)
+        checks = {n: self._run(n, frames) for n in names}
+        reasons: list[str] = []
+        if len(frames) < self.config.min_frames:
+            reasons.append(f"too few frames: {len(frames)} < {self.config.min_frames}")
+        for n in self.required:
+            if checks[n].verdict is not Verdict.PASS:
+                reasons.append(f"{n} required: {checks[n].reason}")
+        if self.any_of and not any(checks[n].verdict is Verdict.PASS for n in self.any_of):
+            reasons.append("none of " + "/".join(self.any_of) + " passed: "
+                           + "; ".join(f"{n}: {checks[n].reason}" for n in self.any_of))
+        for n in self.veto:
+            if checks[n].verdict is Verdict.FAIL:
+                reasons.append(f"{n} veto: {checks[n].reason}")
+        return LivenessDecision(live=not reasons, checks=checks, reasons=tuple(reasons), n_frames=len(frames))
+
+
+def thresholds_to_json(th: LivenessThresholds, calibration: dict[str, Any]) -> str:
+    """Serialise calibrated thresholds (plus the figures they came from) for models/liveness/thresholds.json."""
+    return json.dumps({
+        "kind": "facelock-liveness-thresholds", "version": 1,
+        "thresholds": {
+            "static_max_shape_change": th.static.max_shape_change,
+            "static_min_embedding_cosine": th.static.min_embedding_cosine,
+            "same_face_min_cosine": th.static.same_face_min_cosine,
+            "blink_min_iod_px": th.blink.min_iod_px,
+            "blink_min_drop": th.blink.min_drop,
+            "blink_min_drop_appearance": th.blink.min_drop_appearance,
+            "motion_min_motion": th.motion.min_motion,
+            "motion_min_nonplanar": th.motion.min_nonplanar,
+        },
+        "calibration": calibration,
+    }, indent=2, sort_keys=True) + "\n"

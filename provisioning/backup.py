@@ -1,0 +1,111 @@
+"""The backup bundle: one file holding users, policy and keys, sealed under a passphrase.
+
+Format, version 1 (all integers big-endian):
+
+    magic "FLBK" | version u8 | kdf u8 (1 = scrypt) | log2(N) u8 | r u8 | p u8
+    | salt 16 | nonce 12 | body = ChaCha20-Poly1305(key, nonce, payload, aad = the 37 header bytes)
+
+    key = scrypt(passphrase, salt, N, r, p, 32 bytes)
+    payload = UTF-8 JSON {"format": "facelock-backup", "version": 1, "created": ISO time,
+                          "manifest": {...}, "entries": {name: base64 bytes}}
+
+The header is authenticated, so a changed KDF parameter is caught like a
+changed byte of the body.  A wrong passphrase and a tampered file are
+indistinguishable by design (both fail the AEAD tag) and give one error.
+The KDF cost is read from the header but bounded (N <= 2^20), so a crafted
+file cannot make import allocate gigabytes.
+
+Why a fresh AEAD over plain JSON and not the image container: the entries are
+keys and SQLite files, not images, and the passphrase KDF belongs here only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from provisioning.errors import BackupError, PassphraseError
+
+MAGIC = b"FLBK"
+VERSION = 1
+KDF_SCRYPT = 1
+SALT_BYTES = 16
+NONCE_BYTES = 12
+TAG_BYTES = 16
+DEFAULT_LOG2_N = 15  # 32 MiB, ~0.1 s here: fine for a rare export/import, costly per guess
+MAX_LOG2_N = 20
+MAX_BUNDLE_BYTES = 512 * 1024 * 1024
+_HEADER = struct.Struct(">4sBBBBB16s12s")
+
+
+class WrongPassphraseError(BackupError, PassphraseError):
+    """The passphrase is wrong, or the bundle was altered (the AEAD tag cannot tell which)."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    manifest: dict[str, Any]
+    entries: dict[str, bytes]
+    created: str
+
+
+def _kdf(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
+    return Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase)
+
+
+def seal(passphrase: bytes, manifest: dict[str, Any], entries: dict[str, bytes], *,
+         log2_n: int = DEFAULT_LOG2_N, r: int = 8, p: int = 1) -> bytes:
+    if not passphrase:
+        raise PassphraseError("an empty passphrase would protect nothing")
+    if not 10 <= log2_n <= MAX_LOG2_N:
+        raise BackupError(f"scrypt log2(N) must be in 10..{MAX_LOG2_N}")
+    payload = json.dumps({
+        "format": "facelock-backup",
+        "version": VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "manifest": manifest,
+        "entries": {name: base64.b64encode(data).decode("ascii") for name, data in sorted(entries.items())},
+    }, sort_keys=True).encode()
+    salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
+    header = _HEADER.pack(MAGIC, VERSION, KDF_SCRYPT, log2_n, r, p, salt, nonce)
+    key = _kdf(passphrase, salt, log2_n, r, p)
+    return header + ChaCha20Poly1305(key).encrypt(nonce, payload, header)
+
+
+def open_(passphrase: bytes, blob: bytes) -> Bundle:
+    if len(blob) > MAX_BUNDLE_BYTES:
+        raise BackupError(f"the bundle is larger than {MAX_BUNDLE_BYTES} bytes")
+    if len(blob) < _HEADER.size + TAG_BYTES:
+        raise BackupError("not a FaceLock backup bundle (too short)")
+    magic, version, kdf, log2_n, r, p, salt, nonce = _HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise BackupError("not a FaceLock backup bundle (bad magic)")
+    if version != VERSION or kdf != KDF_SCRYPT:
+        raise BackupError(f"unsupported backup bundle version {version} / kdf {kdf}")
+    if not (10 <= log2_n <= MAX_LOG2_N and 1 <= r <= 32 and 1 <= p <= 16):
+        raise BackupError(f"backup bundle has out-of-range scrypt parameters (log2N={log2_n}, r={r}, p={p})")
+    key = _kdf(passphrase, salt, log2_n, r, p)
+    try:
+        payload = ChaCha20Poly1305(key).decrypt(nonce, blob[_HEADER.size:], blob[:_HEADER.size])
+    except InvalidTag:
+        raise WrongPassphraseError("wrong passphrase, or the backup bundle was altered") from None
+    try:
+        doc = json.loads(payload)
+        if doc.get("format") != "facelock-backup" or doc.get("version") != VERSION:
+            raise ValueError("unknown payload format")
+        entries = {str(k): base64.b64decode(v, validate=True) for k, v in doc["entries"].items()}
+        manifest = doc["manifest"]
+        if not isinstance(manifest, dict):
+            raise ValueError("manifest is not an object")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BackupError(f"backup bundle payload is malformed: {exc}") from None
+    return Bundle(manifest=manifest, entries=entries, created=str(doc.get("created", "")))

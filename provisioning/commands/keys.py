@@ -1,0 +1,70 @@
+"""`facelock keys rotate|list`: renew the device's long-term keys without losing a user or a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from provisioning.options import data_dir_option, emit_json, json_option
+
+
+@click.group("keys")
+def command() -> None:
+    """Device keystore: list key ids, rotate keys."""
+
+
+@command.command("list")
+@data_dir_option
+@json_option
+def list_(data_dir: Path, as_json: bool) -> None:
+    """Key ids in the keystore with their versions (never the secrets)."""
+    from provisioning import stores
+    from provisioning.datadir import DataDir
+
+    dd = DataDir(data_dir)
+    dd.require_device()
+    ks = stores.open_keystore(dd)
+    rows = [{"key_id": k, "versions": ks.versions(k), "current": ks.current_version(k)} for k in ks.list_ids()]
+    if as_json:
+        emit_json({"backend": ks.backend, "keys": rows})
+        return
+    click.echo(f"keystore backend: {ks.backend}")
+    for r in rows:
+        click.echo(f"{r['key_id']}: current v{r['current']} (versions {', '.join(map(str, r['versions']))})")
+
+
+@command.command("rotate")
+@data_dir_option
+@json_option
+def rotate(data_dir: Path, as_json: bool) -> None:
+    """Rotate the template-encryption key and the keystore's key-encryption key.
+
+    Templates are re-encrypted under a new version of their key in one
+    transaction; the file keystore re-wraps every secret under a fresh KEK salt
+    in one atomic write (a TPM keystore has no KEK on disk to rewrap).  Users'
+    image keys are not changed: their images stay decryptable.  The device's TLS
+    key is renewed with `facelock device renew`.
+    """
+    from provisioning import auditlog, stores
+    from provisioning.datadir import DataDir
+
+    dd = DataDir(data_dir)
+    dd.require_device()
+    done: dict[str, object] = {}
+    done["templates"] = stores.users(dd).rotate_template_key()
+    ks = stores.open_keystore(dd)
+    if ks.backend == "file":
+        cfg = stores.keystore_config()
+        # the same passphrase the keystore was opened with (keystore.passphrase_env), kept as is
+        ks.rewrap(os.environ.get(cfg.passphrase_env) if cfg.passphrase_env else None)
+        done["keystore_kek"] = "rewrapped under a fresh salt"
+    else:
+        done["keystore_kek"] = f"not applicable ({ks.backend} backend seals with the TPM)"
+    auditlog.record(dd, "keys_rotated", **{k: str(v) for k, v in done.items()})
+    if as_json:
+        emit_json(done)
+    else:
+        for k, v in done.items():
+            click.echo(f"{k}: {v}")

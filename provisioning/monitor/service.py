@@ -1,0 +1,289 @@
+"""The monitor's MQTT side: a shared-subscription consumer that stores, alerts and sends receipts.
+
+Subscriptions (MQTT v5 shared, so N monitor processes in one group split the load):
+    $share/<group>/facelock/+/event/#        events -> store (dedup by id) -> rules -> notifications
+    $share/<group>/facelock/+/availability   online/offline -> the offline rule
+    $share/<group>/facelock/+/ha/set         (with ha_signing_key_file) HA LOCK/UNLOCK -> signed command
+
+Batching: messages are decoded on arrival (I/O thread) and handed, every `batch_wait_s` or `batch_max`
+messages, to a writer thread that owns the store and the rules: it commits the batch (fsync), runs the
+rules, notifies, and only then hands back a receipt (`facelock/<device>/receipt`, the stored seq/ids) for
+the I/O thread to publish, so a device deletes an event only once it is on the monitor's disk, and the
+network keeps flowing while the disk syncs.  The hand-over queue is bounded: a slow disk slows intake.  Malformed payloads (not JSON, wrong types,
+too big, unknown version, topic and payload disagreeing on device or type) are counted in the store,
+logged briefly, and dropped; they never stop the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firmware.telemetry import topics
+from firmware.telemetry.backoff import Backoff
+from firmware.telemetry.commands import sign_command
+from firmware.telemetry.errors import EventDecodeError, UnknownEventVersionError
+from firmware.telemetry.events import Event, decode
+from firmware.telemetry.tls import client_context
+from provisioning.monitor.config import MonitorConfig
+from provisioning.monitor.rules import Alert, AlertRules
+from provisioning.monitor.store import MonitorStore
+
+log = logging.getLogger("facelock.monitor")
+RECEIPT_CHUNK = 500
+
+
+class MonitorService:
+    def __init__(self, config: MonitorConfig, store: MonitorStore, notifiers: list | None = None,
+                 rules: AlertRules | None = None, clock: Callable[[], float] = time.time) -> None:
+        config.check()
+        self.config = config
+        self.store = store
+        self.notifiers = list(notifiers or [])
+        self.rules = rules or AlertRules(config.denied_threshold, config.denied_window_s, config.offline_after_s)
+        self.clock = clock
+        self._tls = client_context(config.ca_file, config.cert_file, config.key_file)
+        self._signing_key = None
+        if config.ha_signing_key_file:
+            from provisioning.pki import load_signing_key
+
+            self._signing_key = load_signing_key(config.ha_signing_key_file)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+        self._batch: list[tuple[Event, bytes]] = []
+        self._batch_started = 0.0
+        self._last_tick = 0.0
+        self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
+        self.stats: dict[str, int] = defaultdict(int)
+        # I/O thread -> writer thread (tagged work items); writer -> I/O thread (receipts to publish).
+        self._work: queue.Queue[tuple | None] = queue.Queue(maxsize=8)
+        self._receipts: deque[tuple[str, bytes]] = deque()
+        self._writer: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name="facelock-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def run(self) -> None:
+        """Connect, consume, reconnect with backoff, until stop()."""
+        self._writer = threading.Thread(target=self._write_loop, name="facelock-monitor-store", daemon=True)
+        self._writer.start()
+        try:
+            self._run_network()
+        finally:
+            self._work.put(None)
+            self._writer.join(30)
+
+    def _run_network(self) -> None:
+        while not self._stop.is_set():
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.config.effective_client_id(),
+                                 protocol=mqtt.MQTTv5)
+            client.tls_set_context(self._tls)
+            client.max_inflight_messages_set(1000)
+            client.max_queued_messages_set(0)
+            client.on_connect = self._on_connect
+            client.on_message = self._on_message
+            client.on_disconnect = lambda *a: self._connected.clear()
+            try:
+                client.connect(self.config.host, self.config.port, keepalive=30, clean_start=True)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                self.stats["connect_failures"] += 1
+                log.info("monitor connect failed: %s", exc.__class__.__name__)
+                self._stop.wait(self._backoff.next_delay())
+                continue
+            try:
+                while not self._stop.is_set():
+                    wait = self.config.batch_wait_s if (self._batch or self._receipts) else 0.2
+                    if client.loop(timeout=wait) != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                    self._maybe_flush()
+                    self._send_receipts(client)
+                    self._tick()
+                self._flush()
+                self._work.join()  # everything handed over is stored; send the last receipts
+                self._send_receipts(client)
+                for _ in range(5):
+                    client.loop(0.02)
+            except Exception:  # noqa: BLE001 - keep consuming whatever happens
+                log.exception("monitor loop failed; reconnecting")
+            finally:
+                # A batch still being decoded is dropped, not receipted: the devices resend it.
+                self._batch.clear()
+                self._connected.clear()
+                try:
+                    client.disconnect()
+                except Exception:  # noqa: BLE001
+                    pass
+            if not self._stop.is_set():
+                self._stop.wait(self._backoff.next_delay())
+
+    # -- callbacks ---------------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the monitor: %s", reason_code)
+            return
+        self._backoff.reset()
+        g = self.config.group
+        # QoS 0 on the broker -> monitor leg: delivery is guaranteed end to end by the devices' outbox
+        # (an event without a receipt is published again), so a per-message PUBACK here would only cost
+        # CPU on the broker and the monitor.  Availability keeps QoS 1 (no receipt covers it).
+        subs = [(f"$share/{g}/facelock/+/event/#", 0), (f"$share/{g}/facelock/+/availability", 1)]
+        if self._signing_key is not None:
+            subs.append((f"$share/{g}/facelock/+/ha/set", 1))
+        client.subscribe(subs)
+        self._connected.set()
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        try:
+            if len(parts) == 4 and parts[0] == topics.ROOT and parts[2] == "event":
+                self._on_event(parts[1], parts[3], msg.payload)
+            elif len(parts) == 3 and parts[0] == topics.ROOT and parts[2] == "availability":
+                self._on_availability(parts[1], msg.payload)
+            elif len(parts) == 4 and parts[2:] == ["ha", "set"] and self._signing_key is not None:
+                self._on_ha_set(client, parts[1], msg.payload, bool(msg.retain))
+        except Exception:  # noqa: BLE001 - one bad message must never stop the monitor
+            self._malformed("internal", msg.topic, len(msg.payload))
+            log.exception("monitor failed on a message")
+
+    def _on_event(self, device: str, type_: str, payload: bytes) -> None:
+        try:
+            event = decode(payload)
+        except UnknownEventVersionError:
+            self._malformed("version", device, len(payload))
+            return
+        except EventDecodeError as exc:
+            self._malformed("decode", device, len(payload), str(exc))
+            return
+        if event.device != device or event.type != type_:
+            # The ACL authenticates the topic, not the payload: a device naming another one is refused.
+            self._malformed("topic_mismatch", device, len(payload))
+            return
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append((event, bytes(payload)))
+
+    def _on_availability(self, device: str, payload: bytes) -> None:
+        status = payload.decode(errors="replace")
+        if not topics.valid_device_id(device) or status not in ("online", "offline"):
+            self._malformed("availability", device, len(payload))
+            return
+        self._work.put(("availability", device, status, self.clock()))
+
+    def _on_ha_set(self, client: mqtt.Client, device: str, payload: bytes, retain: bool) -> None:
+        text = payload.decode(errors="replace").strip()
+        if retain or text not in ("LOCK", "UNLOCK") or not topics.valid_device_id(device):
+            self._malformed("ha_set", device, len(payload))
+            return
+        name = "lock" if text == "LOCK" else "unlock"
+        signed = sign_command(self._signing_key, device, name, ts=self.clock())
+        client.publish(topics.command(device, name), signed, qos=1, retain=False)
+        self.stats["ha_commands"] += 1
+
+    def _malformed(self, kind: str, where: str, size: int, why: str = "") -> None:
+        self.stats["malformed"] += 1
+        self._work.put(("malformed", kind))
+        log.warning("malformed %s payload from %s dropped (%d bytes)%s", kind, where[:80], size,
+                    f": {why[:160]}" if why else "")
+
+    # -- batching (I/O thread) -----------------------------------------------------------------
+    def _maybe_flush(self) -> None:
+        if self._batch and (len(self._batch) >= self.config.batch_max
+                            or time.monotonic() - self._batch_started >= self.config.batch_wait_s):
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        self._work.put(("events", batch))
+
+    def _send_receipts(self, client: mqtt.Client) -> None:
+        while self._receipts:
+            topic, body = self._receipts.popleft()
+            client.publish(topic, body, qos=1)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        if now - self._last_tick >= 1.0:
+            self._last_tick = now
+            try:
+                self._work.put_nowait(("tick", now))
+            except queue.Full:
+                pass
+
+    # -- the writer thread: store, rules, notifications, receipts --------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            item = self._work.get()
+            try:
+                if item is None:
+                    return
+                self._handle_work(item)
+            except Exception:  # noqa: BLE001 - the store failing must not kill the monitor
+                log.exception("monitor store/rules failed; the devices will resend what was not receipted")
+            finally:
+                self._work.task_done()
+
+    def _handle_work(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "events":
+            self._store_batch(item[1])
+        elif kind == "availability":
+            _, device, status, now = item
+            self.store.set_availability(device, status, now)
+            self._emit(self.rules.on_availability(device, status, now))
+        elif kind == "malformed":
+            self.store.count_malformed(item[1])
+        elif kind == "tick":
+            self._emit(self.rules.tick(item[1]))
+
+    def _store_batch(self, batch: list[tuple[Event, bytes]]) -> None:
+        new = self.store.insert_events(batch)
+        self.stats["stored"] += len(new)
+        self.stats["duplicates"] += len(batch) - len(new)
+        alerts: list[Alert] = []
+        for event in new:
+            alerts.extend(self.rules.on_event(event))
+        self._emit(alerts)
+        if self.config.receipts:
+            ids: dict[str, list[tuple[int, str]]] = defaultdict(list)
+            for event, _ in batch:
+                ids[event.device].append((event.seq, event.id))
+            for device, device_ids in ids.items():
+                for i in range(0, len(device_ids), RECEIPT_CHUNK):
+                    body = json.dumps({"v": 1, "events": device_ids[i:i + RECEIPT_CHUNK]}, separators=(",", ":"))
+                    self._receipts.append((topics.receipt(device), body.encode()))
+
+    def _emit(self, alerts: list[Alert]) -> None:
+        if not alerts:
+            return
+        self.store.insert_alerts(alerts)
+        self.stats["alerts"] += len(alerts)
+        for alert in alerts:
+            for n in self.notifiers:
+                try:
+                    n.notify(alert)
+                except Exception:  # noqa: BLE001
+                    log.exception("notifier failed")

@@ -1,0 +1,88 @@
+"""File-backend specifics: passphrase, device secret, KEK rotation, config validation."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from firmware.config_errors import ConfigError
+from firmware.keystore import (
+    KeystoreConfig,
+    KeystoreUnlockError,
+    WrongPassphraseError,
+    open_keystore,
+)
+
+FAST = {"scrypt_log2_n": 10}
+
+
+def test_wrong_passphrase_is_a_typed_error(tmp_path):
+    ks = open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="correct horse")
+    ks.create("k", secret=b"k" * 32)
+    with pytest.raises(WrongPassphraseError, match="wrong passphrase"):
+        open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="battery staple")
+    with pytest.raises(WrongPassphraseError):
+        open_keystore(KeystoreConfig(**FAST), tmp_path)  # no passphrase at all
+    assert open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="correct horse").unseal("k") == b"k" * 32
+
+
+def test_passphrase_from_environment(tmp_path, monkeypatch):
+    cfg = KeystoreConfig(passphrase_env="FL_TEST_PASS", **FAST)
+    monkeypatch.delenv("FL_TEST_PASS", raising=False)
+    with pytest.raises(KeystoreUnlockError, match="FL_TEST_PASS"):
+        open_keystore(cfg, tmp_path)
+    monkeypatch.setenv("FL_TEST_PASS", "pw")
+    open_keystore(cfg, tmp_path).create("k", secret=b"e" * 32)
+    assert open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="pw").unseal("k") == b"e" * 32
+
+
+def test_other_device_secret_cannot_open(tmp_path):
+    ks = open_keystore(KeystoreConfig(**FAST), tmp_path)
+    ks.create("k")
+    secret_file = tmp_path / "keystore" / "device.secret"
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    secret_file.write_bytes(os.urandom(32))
+    with pytest.raises(WrongPassphraseError):
+        open_keystore(KeystoreConfig(**FAST), tmp_path)
+    secret_file.write_bytes(b"short")
+    with pytest.raises(KeystoreUnlockError, match="expected 32"):
+        open_keystore(KeystoreConfig(**FAST), tmp_path)
+
+
+def test_device_secret_outside_data_dir(tmp_path):
+    cfg = KeystoreConfig(device_secret_path=str(tmp_path / "etc" / "device.secret"), **FAST)
+    open_keystore(cfg, tmp_path / "data").create("k", secret=b"o" * 32)
+    assert not (tmp_path / "data" / "keystore" / "device.secret").exists()
+    assert open_keystore(cfg, tmp_path / "data").unseal("k") == b"o" * 32
+
+
+def test_rewrap_changes_kek_without_loss(tmp_path):
+    ks = open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="old")
+    ks.create("a", secret=b"a" * 32)
+    ks.rotate("a", secret=b"A" * 32)
+    ks.create("b", secret=b"b" * 32)
+    before = ks.path.read_bytes()
+    ks.rewrap(new_passphrase="new")
+    assert ks.path.read_bytes() != before
+    with pytest.raises(WrongPassphraseError):
+        open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="old")
+    again = open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="new")
+    assert again.unseal("a", 1) == b"a" * 32
+    assert again.unseal("a") == b"A" * 32
+    assert again.unseal("b") == b"b" * 32
+
+
+def test_config_from_dict_refuses_unknown_and_bad_values():
+    assert KeystoreConfig.from_dict({"backend": "tpm", "tpm_pcrs": [7]}).tpm_pcrs == (7,)
+    with pytest.raises(ConfigError, match="keystore.colour"):
+        KeystoreConfig.from_dict({"colour": "red"})
+    with pytest.raises(ConfigError, match="keystore.backend"):
+        KeystoreConfig.from_dict({"backend": "hsm"})
+    with pytest.raises(ConfigError, match="keystore.tpm_pcrs"):
+        KeystoreConfig.from_dict({"tpm_pcrs": [24]})
+    with pytest.raises(ConfigError, match="keystore.tpm_primary_handle"):
+        KeystoreConfig.from_dict({"tpm_primary_handle": 0x80000000})
+    with pytest.raises(ConfigError, match="keystore.scrypt_log2_n"):
+        KeystoreConfig.from_dict({"scrypt_log2_n": True})

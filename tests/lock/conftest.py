@@ -1,0 +1,141 @@
+"""Fixtures of the lock suite: gpiozero mock pins, the real face pipeline, an enrolled gallery, a harness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware.audit import AuditLog
+from firmware.camera.replay import ReplayCamera
+from firmware.config import CameraConfig, Config, DeviceConfig, LockConfig
+from firmware.controller import Controller
+from firmware.gpio import LockIO
+from firmware.stages import GalleryMatcher, Stages, VisionAnalyzer, open_event_sink
+
+#: Used only while the face pipeline's manifest has no calibrated threshold yet (issue 3 writes it);
+#: astronaut variants score > 0.9 against her template and the cameraman ~0.1, so 0.5 separates them.
+FALLBACK_THRESHOLD = 0.5
+
+
+@pytest.fixture
+def mock_pins():
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    old = Device.pin_factory
+    f = MockFactory()
+    Device.pin_factory = f
+    yield f
+    f.reset()
+    Device.pin_factory = old
+
+
+@pytest.fixture(scope="session")
+def pipeline():
+    from firmware.stages import build_pipeline
+
+    return build_pipeline(num_threads=2)
+
+
+@pytest.fixture(scope="session")
+def threshold(pipeline) -> float:
+    from firmware.errors import FaceLockError
+
+    try:
+        return pipeline.threshold("unlock")
+    except FaceLockError:
+        return FALLBACK_THRESHOLD
+
+
+@pytest.fixture(scope="session")
+def gallery(pipeline):
+    from firmware.vision import Gallery
+    from provisioning import demofaces
+
+    g = Gallery(dim=int(pipeline.embedder_spec.output_size))
+    embs = [pipeline.process(f).embedding for f in demofaces.enrolled()]
+    assert all(e is not None for e in embs)
+    g.enroll("astronaut", embs)
+    return g
+
+
+@dataclass
+class Harness:
+    ctl: Controller
+    io: LockIO
+    audit: AuditLog
+    camera: ReplayCamera
+    data_dir: Path
+    steps: list
+    closed: bool = False
+
+    def run_until(self, cond: Callable[[], bool], timeout: float = 10.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.ctl.tick()
+            if cond():
+                return True
+        return False
+
+    def relay_pin_high(self) -> bool:
+        return bool(self.io.factory.pin(self.ctl.cfg.gpio.relay_pin).state)
+
+    def rows(self) -> list[str]:
+        return [s.row for s, _ in self.steps if s.row]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.ctl.shutdown("test")
+        self.io.close()
+        self.audit.close()
+        self.ctl.events.close()
+
+
+@pytest.fixture
+def make_harness(tmp_path, mock_pins):
+    made: list[Harness] = []
+
+    def make(frames: Sequence[np.ndarray] | str | Path, stages_factory: Callable[[], Stages],
+             lock: LockConfig | None = None, fps: float = 30.0, camera: CameraConfig | None = None,
+             cfg: Config | None = None) -> Harness:
+        data = tmp_path / f"data{len(made)}"
+        data.mkdir()
+        cfg = cfg or Config()
+        cfg = replace(cfg, device=DeviceConfig(id="test-door", data_dir=str(data)),
+                      lock=lock or LockConfig(unlock_s=0.5, verify_timeout_s=2.0, denied_s=0.2,
+                                              fault_retry_initial_s=0.05, fault_retry_max_s=0.2),
+                      camera=camera or CameraConfig(backend="replay", source="mem", fps=fps,
+                                                    stall_timeout_s=0.5))
+        steps: list = []
+        io = LockIO(cfg.gpio, pin_factory=mock_pins)
+        audit = AuditLog(data / "audit.db")
+        cams: list[ReplayCamera] = []
+
+        def camera_factory():
+            cam = ReplayCamera(frames, fps=fps, loop=True)
+            cams.append(cam)
+            return cam
+
+        ctl = Controller(cfg, io, camera_factory, stages_factory, audit, open_event_sink(data, "test-door"),
+                         status_path=data / "status.json", on_step=lambda s, i: steps.append((s, i)))
+        ctl.bring_up()
+        h = Harness(ctl, io, audit, cams[-1] if cams else None, data, steps)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()
+
+
+@pytest.fixture
+def stages(pipeline, gallery, threshold):
+    """Face pipeline + gallery, without liveness (tests of liveness build their own)."""
+    return lambda: Stages(VisionAnalyzer(pipeline), GalleryMatcher(gallery, threshold), None)

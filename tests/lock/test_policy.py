@@ -1,0 +1,100 @@
+"""Lockout and backoff, schedules, lockdown, and the policy config's refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from firmware import policy as p
+from firmware.config_errors import ConfigError
+
+CFG = p.LockoutConfig(max_failures=5, window_s=60, base_lockout_s=30, factor=2, max_lockout_s=200,
+                      reset_after_s=900)
+
+
+def test_five_failures_within_window_lock_out_then_backoff_grows_and_caps():
+    st = p.LockoutState()
+    for i in range(4):
+        st, lock = p.register_failure(st, float(i), CFG)
+        assert lock == 0
+    st, lock = p.register_failure(st, 4.0, CFG)
+    assert lock == 30 and p.lockout_remaining(st, 10.0) == 24
+    durations = []
+    now = 40.0
+    for _ in range(5):
+        st, lock = p.register_failure(st, now, CFG)
+        durations.append(lock)
+        now += lock + 1
+    assert durations == [60, 120, 200, 200, 200]
+
+
+def test_failures_outside_window_do_not_count():
+    st = p.LockoutState()
+    for i in range(10):
+        st, lock = p.register_failure(st, i * 20.0, CFG)  # never 5 within 60 s
+        assert lock == 0
+
+
+def test_success_and_quiet_reset_the_backoff():
+    st = p.LockoutState()
+    for i in range(5):
+        st, lock = p.register_failure(st, float(i), CFG)
+    assert st.level == 1
+    assert p.register_success(st) == p.LockoutState()
+    st2, lock = p.register_failure(st, 4.0 + 900, CFG)  # long quiet: free attempts again
+    assert lock == 0 and st2.level == 0
+
+
+def _pc(**kw):
+    return p.PolicyConfig.from_dict(kw)
+
+
+MON_10 = dt.datetime(2024, 1, 1, 10, 0)  # a Monday
+SAT_10 = dt.datetime(2024, 1, 6, 10, 0)
+
+
+def test_schedule_weekdays_and_window():
+    cfg = _pc(schedule={"bob": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"}]})
+    ok = p.LockoutState()
+    assert p.authorize(cfg, "bob", MON_10, ok, 0).allowed
+    assert p.authorize(cfg, "bob", SAT_10, ok, 0) == p.Decision(False, "schedule")
+    assert p.authorize(cfg, "bob", MON_10.replace(hour=19), ok, 0).reason == "schedule"
+    assert p.authorize(cfg, "alice", SAT_10, ok, 0).allowed  # no schedule = any time
+
+
+def test_schedule_across_midnight():
+    w = p.window_from_dict("w", {"days": ["fri"], "start": "22:00", "end": "02:00"})
+    assert w.contains(dt.datetime(2024, 1, 5, 23, 0))  # Fri 23:00
+    assert w.contains(dt.datetime(2024, 1, 6, 1, 0))  # Sat 01:00 belongs to Friday's window
+    assert not w.contains(dt.datetime(2024, 1, 6, 23, 0))
+
+
+def test_lockdown_modes_and_lockout():
+    cfg = _pc(admins=["root"])
+    st = p.LockoutState()
+    assert p.authorize(cfg, "bob", MON_10, st, 0, p.Lockdown.ADMINS).reason == "lockdown"
+    assert p.authorize(cfg, "root", MON_10, st, 0, p.Lockdown.ADMINS).allowed
+    assert p.authorize(cfg, "root", MON_10, st, 0, p.Lockdown.NOBODY).reason == "lockdown"
+    locked = p.LockoutState(until=100.0)
+    assert p.authorize(cfg, "root", MON_10, locked, 50).reason == "lockout"
+    assert p.may_set_lockdown(cfg, "root") and not p.may_set_lockdown(cfg, "bob")
+    assert not p.may_set_lockdown(_pc(admins=["root"], remote_lockdown="nobody"), "root")
+    assert not p.may_remote_unlock(cfg, p.Lockdown.NOBODY, "root")
+    assert p.may_remote_unlock(cfg, p.Lockdown.ADMINS, "root")
+
+
+@pytest.mark.parametrize(("d", "key"), [
+    ({"max_failure": 3}, "policy.max_failure"),
+    ({"max_failures": 0}, "policy.max_failures"),
+    ({"window_s": -1}, "policy.window_s"),
+    ({"factor": 0.5}, "policy.factor"),
+    ({"lockdown": "maybe"}, "policy.lockdown"),
+    ({"admins": "root"}, "policy.admins"),
+    ({"schedule": {"bob": [{"days": ["funday"]}]}}, "policy.schedule.bob[0].days"),
+    ({"schedule": {"bob": [{"start": "25:00"}]}}, "policy.schedule.bob[0].start"),
+    ({"schedule": {"bob": [{"from": "08:00"}]}}, "policy.schedule.bob[0].from"),
+])
+def test_bad_policy_config_names_the_key(d, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        p.PolicyConfig.from_dict(d)
