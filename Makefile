@@ -36,8 +36,9 @@ test: install
 demo: install
 	$(PY) -m provisioning.demo
 
+# One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon).
 bench: install
-	$(VENV)/bin/facelock bench crypto --json
+	@for b in crypto vision mqtt runtime; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check firmware provisioning tests native models
