@@ -179,48 +179,25 @@ class Users:
         The append-only audit log cannot forget, so it never holds the user id
         itself: once `purge` destroys the sealed secret, nobody (holding the id
         from a file header, or the device) can link the records to the person.
+        The lock daemon writes the same pseudonym (firmware.pseudonym).
         """
-        import hashlib
-        import hmac
+        from firmware.pseudonym import audit_pseudonym
 
-        from firmware.keystore.errors import KeyNotFoundError
+        return audit_pseudonym(self.store.keystore, user_id)
 
-        try:
-            secret = self.store.keystore.unseal(f"user:{user_id}")  # TemplateStore's id for the user secret
-        except KeyNotFoundError:
-            return "unknown"
-        return hmac.new(secret, b"facelock audit pseudonym v1", hashlib.sha256).hexdigest()[:16]
+    def rotate_keys(self) -> dict[str, str]:
+        """Re-wrap every template and sealed user secret under fresh key versions; old versions destroyed.
 
-    def rotate_template_key(self) -> str:
-        """New version of the keystore key ``templates``; every template and helper re-encrypted under it.
-
-        Uses the store's public ``rotate_templates_key`` when it has one.  Until then
-        this reaches into TemplateStore's sealing helpers (same AAD, same format), in
-        one SQLite transaction: a crash leaves every row readable under the version
-        it names, since the keystore keeps old versions.
+        firmware.templates.TemplateStore.rotate_keys does the work (crash-safe at every step); image
+        keys do not change, so files encrypted before the rotation still decrypt.
         """
-        public = getattr(self.store, "rotate_templates_key", None)
-        if public is not None:
-            public()
-            return "templates re-encrypted under a new key version"
-        from firmware.templates.store import TEMPLATES_KEY_ID
-
-        st = self.store
-        st.keystore.ensure(TEMPLATES_KEY_ID)
-        new_version = st.keystore.rotate(TEMPLATES_KEY_ID)
-        new_aead, _ = st._aead(new_version)
-        old: dict[int, object] = {}
-        with st._tx() as db:
-            rows = db.execute("SELECT id, templates_key_version, template, helper FROM users").fetchall()
-            for user_id, version, template, helper in rows:
-                if version not in old:
-                    old[version] = st._aead(version)[0]
-                t = st._open(old[version], user_id, "template", template)
-                h = st._open(old[version], user_id, "helper", helper)
-                db.execute("UPDATE users SET templates_key_version = ?, template = ?, helper = ? WHERE id = ?",
-                           (new_version, st._seal(new_aead, user_id, "template", t),
-                            st._seal(new_aead, user_id, "helper", h), user_id))
-        return f"{len(rows)} template(s) re-encrypted under key version {new_version}"
+        res = self.store.rotate_keys()
+        return {
+            "templates": f"{res.templates_reencrypted} template(s) re-encrypted under key version "
+                         f"{res.templates_version}",
+            "user_secrets": f"{res.user_secrets_resealed} sealed user secret(s) re-sealed (image keys unchanged)",
+            "destroyed": f"{len(res.destroyed)} old key version(s) destroyed",
+        }
 
     # ---- backup ------------------------------------------------------------------------------
     def export_entries(self) -> dict[str, bytes]:

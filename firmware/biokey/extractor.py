@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import secrets
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
@@ -56,7 +56,10 @@ class BiokeyParams:
     """Code and projection sizes.  Defaults calibrated in README "Keys and templates"."""
 
     m: int = 9  # BCH length n = 2^m - 1 = 511 bits
-    t: int = 70  # corrects up to t bit errors (13.7 % of n); k = 76 information bits
+    # corrects up to t bit errors (15.9 % of n); k = 76 information bits (the same code as t = 64..84,
+    # a wider decoding radius).  Chosen on a held-out split (README "Keys and templates"); an existing
+    # enrollment keeps the t stored in its helper data until re-enrolled.
+    t: int = 81
     candidates: int = 4  # projection rows drawn per kept row
 
     @property
@@ -70,11 +73,12 @@ class HelperData:
 
     params: BiokeyParams
     dim: int
-    seed: bytes
-    salt: bytes
-    check: bytes
-    rows: np.ndarray  # uint16 indices of the kept projection rows, length n
-    offset: bytes  # packed (n bits, MSB first) enrolled bits XOR codeword
+    # repr=False: a logged or printed HelperData must not show what it leaks about the template
+    seed: bytes = field(repr=False)
+    salt: bytes = field(repr=False)
+    check: bytes = field(repr=False)
+    rows: np.ndarray = field(repr=False)  # uint16 indices of the kept projection rows, length n
+    offset: bytes = field(repr=False)  # packed (n bits, MSB first) enrolled bits XOR codeword
 
     def to_bytes(self) -> bytes:
         p = self.params
@@ -134,6 +138,19 @@ def _derive(codeword: np.ndarray, salt: bytes, info: bytes, length: int) -> byte
     return HKDF(hashes.SHA256(), length, salt, info).derive(np.packbits(codeword).tobytes())
 
 
+def select_rows(xq: np.ndarray, seed: bytes, params: BiokeyParams) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted indices, int8 rows) of the n projection rows with the largest |w.x| ("reliable bits").
+
+    Depends on the seed, n and ``candidates`` but not on t, which is what lets an evaluation measure
+    every t from one enrollment.
+    """
+    n = params.n
+    W = projection(seed, params.candidates * n, xq.size)
+    strength = np.abs(W.astype(np.int64) @ xq.astype(np.int64))
+    rows = np.sort(np.argsort(-strength, kind="stable")[:n])
+    return rows, W[rows]
+
+
 def enroll(embedding: np.ndarray, params: BiokeyParams | None = None) -> tuple[bytes, HelperData]:
     """(biometric key, helper data) for one enrollment; every call uses fresh randomness."""
     p = params or BiokeyParams()
@@ -142,10 +159,8 @@ def enroll(embedding: np.ndarray, params: BiokeyParams | None = None) -> tuple[b
     dim, n = xq.size, p.n
     seed = secrets.token_bytes(32)
     salt = secrets.token_bytes(16)
-    W = projection(seed, p.candidates * n, dim)
-    strength = np.abs(W.astype(np.int64) @ xq.astype(np.int64))
-    rows = np.sort(np.argsort(-strength, kind="stable")[:n])
-    b = _bits(native.simhash(xq, W[rows]), n)
+    rows, W = select_rows(xq, seed, p)
+    b = _bits(native.simhash(xq, W), n)
     message = np.frombuffer(secrets.token_bytes(code.k), np.uint8) & 1
     c = code.encode(message)
     offset = np.packbits(b ^ c).tobytes()

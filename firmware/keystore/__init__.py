@@ -4,12 +4,15 @@
     ks = open_keystore(KeystoreConfig(backend="tpm", tpm_pcrs=(7,)), data_dir)
     ks.create("templates")
     key = ks.unseal("templates")
+    ks.rotate("templates"); ...; ks.delete_version("templates", 1)   # after re-encrypting
 """
 
 from firmware.keystore.base import Keystore
 from firmware.keystore.config import KeystoreConfig
 from firmware.keystore.errors import (
+    CurrentVersionError,
     InvalidKeyIdError,
+    InvalidSecretError,
     KeyExistsError,
     KeyNotFoundError,
     KeystoreBusyError,
@@ -25,7 +28,9 @@ from firmware.keystore.errors import (
 from firmware.keystore.factory import keystore_dir, open_keystore
 
 __all__ = [
+    "CurrentVersionError",
     "InvalidKeyIdError",
+    "InvalidSecretError",
     "KeyExistsError",
     "KeyNotFoundError",
     "Keystore",

@@ -2,8 +2,9 @@
 
 A keystore maps a key id to one or more *versions* of a secret.  ``rotate``
 adds a new version and keeps the old ones, so data sealed under an old
-version stays readable until the caller deletes the key; ``unseal`` returns
-the current version unless told otherwise.  Backends differ only in how one
+version stays readable until the caller re-encrypts it and destroys the old
+version with ``delete_version`` (or deletes the key); ``unseal`` returns the
+current version unless told otherwise.  Backends differ only in how one
 secret becomes an opaque blob on disk (``_seal``/``_unseal``): an AEAD under
 a scrypt-derived KEK, or a TPM-sealed object.
 
@@ -24,7 +25,9 @@ from firmware.fsutil import atomic_write, make_private_dir, remove_stale_temps
 from firmware.keystore import keyfile
 from firmware.keystore.atomic import exclusive_lock
 from firmware.keystore.errors import (
+    CurrentVersionError,
     InvalidKeyIdError,
+    InvalidSecretError,
     KeyExistsError,
     KeyNotFoundError,
     KeystoreCorruptError,
@@ -46,7 +49,7 @@ def _check_secret(secret: bytes | None) -> bytes:
     if secret is None:
         return secrets.token_bytes(DEFAULT_SECRET_BYTES)
     if not isinstance(secret, (bytes, bytearray)) or not 16 <= len(secret) <= MAX_SECRET_BYTES:
-        raise ValueError(f"a secret must be 16..{MAX_SECRET_BYTES} bytes")
+        raise InvalidSecretError(f"a secret must be 16..{MAX_SECRET_BYTES} bytes")  # never echo the value
     return bytes(secret)
 
 
@@ -152,6 +155,33 @@ class Keystore(ABC):
         def op(data: KeyFileData) -> None:
             if data.keys.pop(key_id, None) is None:
                 raise KeyNotFoundError(f"no key {key_id!r} to delete")
+
+        self._mutate(op)
+
+    def delete_version(self, key_id: str, version: int) -> None:
+        """Destroy one old version of a key (its sealed blob leaves the file on this atomic write).
+
+        The current version cannot be deleted (``CurrentVersionError``): rotate first, or delete()
+        the whole key.  Used after a rotation has re-encrypted everything under the new version,
+        so the old one cannot be unsealed by anyone holding this device.
+        """
+        check_key_id(key_id)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise KeyNotFoundError(f"key {key_id!r}: a version is an integer, got {version!r}")
+
+        def op(data: KeyFileData) -> None:
+            rec = data.keys.get(key_id)
+            if rec is None:
+                raise KeyNotFoundError(f"no key {key_id!r}")
+            if version not in rec.versions:
+                raise KeyNotFoundError(f"key {key_id!r} has no version {version}")
+            if version == rec.current:
+                raise CurrentVersionError(
+                    f"version {version} is the current version of key {key_id!r}: rotate first, or delete the key"
+                )
+            # Neither backend holds anything but the blob (a TPM sealed object is loaded only while
+            # unsealing, never made persistent), so dropping it from the file destroys the version.
+            del rec.versions[version]
 
         self._mutate(op)
 

@@ -18,12 +18,20 @@ class InvalidKeyIdError(KeystoreError):
     """A key id is empty, too long or uses characters outside [A-Za-z0-9._:-]."""
 
 
+class InvalidSecretError(KeystoreError, ValueError):
+    """A secret given to create()/rotate() is not 16..64 bytes (a ValueError too, for older callers)."""
+
+
 class KeyNotFoundError(KeystoreError):
     """No key (or no such version of a key) with this id."""
 
 
 class KeyExistsError(KeystoreError):
     """create() was asked for an id that already exists (use rotate())."""
+
+
+class CurrentVersionError(KeystoreError):
+    """delete_version() was asked for the current version of a key (rotate first, or delete the key)."""
 
 
 class KeystoreCorruptError(KeystoreError):

@@ -13,7 +13,6 @@ write, so it cannot lose a key.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from firmware.fsutil import atomic_write
+from firmware.fsutil import atomic_write, make_private_dir
 from firmware.keystore.base import Keystore
 from firmware.keystore.errors import KeystoreCorruptError, KeystoreUnlockError, WrongPassphraseError
 from firmware.keystore.keyfile import KeyFileData
@@ -35,21 +34,29 @@ def _aad(key_id: str, version: int) -> bytes:
     return f"facelock keystore v1|file|{key_id}|{version}".encode()
 
 
-def load_or_create_device_secret(path: Path) -> bytes:
-    """Read the device secret, creating it atomically (0600) on first use."""
+def load_or_create_device_secret(path: Path, create: bool = True) -> bytes:
+    """Read the device secret; with ``create``, make it (0600, durable) when it does not exist yet.
+
+    WHY ``create`` is off when a keystore already exists: a missing device secret then means
+    the keys are lost or the file was moved, and silently minting a new one would both hide
+    that (the error would read "wrong passphrase") and leave a decoy secret behind.
+    """
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not create:
+            raise KeystoreUnlockError(
+                f"the device secret {path} is missing: the keystore cannot be opened without it "
+                "(restore it, or restore the device from a backup)"
+            ) from None
+        make_private_dir(path.parent)
         raw = secrets.token_bytes(DEVICE_SECRET_BYTES)
-        fd_path = path.with_name(f".{path.name}.{os.getpid()}.new")
-        atomic_write(fd_path, raw)
-        try:  # link() fails if another process created it first: then use theirs
-            os.link(fd_path, path)
+        try:  # exclusive: of two processes creating it at once, one wins and the other uses theirs
+            atomic_write(path, raw, exclusive=True)
         except FileExistsError:
-            raw = path.read_bytes()
-        finally:
-            os.unlink(fd_path)
+            return load_or_create_device_secret(path, create=False)
+        except OSError as exc:
+            raise KeystoreUnlockError(f"cannot create the device secret {path}: {exc.strerror}") from None
     except OSError as exc:
         raise KeystoreUnlockError(f"cannot read the device secret {path}: {exc.strerror}") from None
     if len(raw) != DEVICE_SECRET_BYTES:
@@ -78,7 +85,7 @@ class FileKeystore(Keystore):
         self._keks: dict[tuple, ChaCha20Poly1305] = {}  # (salt, n, r, p) -> AEAD, memoised per process
         self._open_or_init()  # fail now on a wrong passphrase or damaged file, not at first unseal
 
-    def _derive(self, params: dict, passphrase: str | None) -> ChaCha20Poly1305:
+    def _derive(self, params: dict, passphrase: str | None, create_secret: bool = False) -> ChaCha20Poly1305:
         try:
             salt = base64.b64decode(params["salt"], validate=True)
             log2n, r, p = int(params["log2n"]), int(params["r"]), int(params["p"])
@@ -88,7 +95,7 @@ class FileKeystore(Keystore):
             raise KeystoreCorruptError(f"{self.path}: unsupported KDF parameters")
         memo = (salt, log2n, r, p, passphrase)
         if memo not in self._keks:
-            ds = load_or_create_device_secret(self._device_secret_path)
+            ds = load_or_create_device_secret(self._device_secret_path, create=create_secret)
             pw = len(ds).to_bytes(2, "big") + ds + (passphrase or "").encode()
             kek = Scrypt(salt=salt, length=32, n=1 << log2n, r=r, p=p).derive(pw)
             self._keks[memo] = ChaCha20Poly1305(kek)
@@ -104,7 +111,9 @@ class FileKeystore(Keystore):
             "salt": base64.b64encode(secrets.token_bytes(16)).decode(),
         }
         nonce = secrets.token_bytes(_NONCE)
-        params["check"] = base64.b64encode(nonce + self._derive(params, passphrase).encrypt(nonce, b"", _CHECK_AAD)).decode()
+        # a new keystore (or a KEK rotation) is the only place a device secret may be created
+        aead = self._derive(params, passphrase, create_secret=True)
+        params["check"] = base64.b64encode(nonce + aead.encrypt(nonce, b"", _CHECK_AAD)).decode()
         return params
 
     def _new_params(self) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import struct
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ def decode(raw: bytes, where: Path | str = "keystore") -> KeyFileData:
     if len(raw) != _HEAD.size + n + 32:
         raise KeystoreCorruptError(f"{where}: length field does not match the file size")
     body, digest = raw[:-32], raw[-32:]
-    if hashlib.sha256(body).digest() != digest:
+    if not hmac.compare_digest(hashlib.sha256(body).digest(), digest):
         raise KeystoreCorruptError(f"{where}: checksum mismatch (the file was damaged or altered)")
     try:
         obj = json.loads(body[_HEAD.size :])

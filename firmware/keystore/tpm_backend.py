@@ -18,6 +18,7 @@ so a blob copied under another id is refused.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,6 @@ class TpmKeystore(Keystore):
 
         raw = self._call(op)
         tag = _bind(key_id, version)
-        if raw[: len(tag)] != tag:
+        if not hmac.compare_digest(raw[: len(tag)], tag):  # raw holds the secret: no early-exit compare
             raise KeystoreCorruptError(f"{self.path}: the blob stored as {key_id!r} v{version} belongs to another key")
         return raw[len(tag) :]

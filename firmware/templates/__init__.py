@@ -9,13 +9,14 @@ from firmware.templates.errors import (
     UserRevokedError,
     WrongFaceError,
 )
-from firmware.templates.store import DB_NAME, Candidate, TemplateStore, UserRecord
+from firmware.templates.store import DB_NAME, Candidate, RotationResult, TemplateStore, UserRecord
 
 __all__ = [
     "DB_NAME",
     "Candidate",
     "InvalidNameError",
     "InvalidPolicyError",
+    "RotationResult",
     "TemplateError",
     "TemplateStore",
     "TemplateStoreCorruptError",

@@ -16,6 +16,10 @@ deletes the row, VACUUMs with secure_delete on so the pages are overwritten,
 and deletes the sealed secret, so images sealed under that user's key become
 undecryptable for good.
 
+``rotate_keys`` moves everything to fresh key versions and destroys the old
+ones without changing any user's image key (see its docstring for why, and
+for why a crash at any step leaves every user working).
+
 No raw embedding, image or unwrapped key is ever written: the only byte
 streams that reach the disk are AEAD ciphertexts, names, ids, policies and
 timestamps.
@@ -25,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import secrets
 import sqlite3
 import struct
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +98,17 @@ class Candidate:
 
     user_id: str
     name: str
-    embeddings: np.ndarray  # (k, d) float32, L2-normalised
+    embeddings: np.ndarray = field(repr=False)  # (k, d) float32, L2-normalised; never in a log line
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What ``rotate_keys`` did (ids and counts only, never key material)."""
+
+    templates_version: int
+    templates_reencrypted: int
+    user_secrets_resealed: int
+    destroyed: tuple[tuple[str, int], ...]  # (key id, version) of the old versions destroyed
 
 
 def _now() -> str:
@@ -141,11 +156,17 @@ class TemplateStore:
         self, data_dir: Path | str, keystore: Keystore, params: extractor.BiokeyParams | None = None
     ) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing data dir keeps its mode
         self.path = self.data_dir / DB_NAME
         self.keystore = keystore
         self.params = params or extractor.BiokeyParams()
         self._aeads: dict[int, ChaCha20Poly1305] = {}
+        try:
+            # created 0600 before SQLite opens it (SQLite would create it with the umask's mode, and
+            # its journal copies the database's mode): names are personal data from the first byte
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        except OSError as exc:
+            raise TemplateStoreCorruptError(f"{self.path}: cannot open ({exc.strerror})") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA secure_delete = ON")  # freed pages are zeroed, not left behind
@@ -343,6 +364,87 @@ class TemplateStore:
             with contextlib.suppress(KeyNotFoundError):
                 self.keystore.delete(k)
         return gone
+
+    # ---- key rotation --------------------------------------------------------------------------
+    def rotate_keys(self) -> RotationResult:
+        """Re-wrap every user's protected template and sealed secret under fresh keystore versions.
+
+        1. a new version of the ``templates`` key;
+        2. each user's sealed secret re-sealed, *same value*, as a new version (new AEAD nonce / new
+           TPM object): the image key HKDF(user secret || biometric key) does not change, so images
+           sealed before the rotation still decrypt (changing it would orphan them, and re-sealing
+           them needs each owner's live face);
+        3. every row's embeddings and helper data re-encrypted under the new ``templates`` version
+           in one SQLite transaction;
+        4. ``prune_key_versions``: the old versions are destroyed.
+
+        Crash-safe at every instant: steps 1-2 only add versions (each one atomic keystore write),
+        a row always names the ``templates`` version it is sealed under and step 3 commits or not
+        as a whole, and step 4 deletes only versions no row can need.  A rotation killed before
+        step 4 leaves old versions behind; the next rotation (or prune_key_versions) removes them.
+        """
+        ks = self.keystore
+        self.prune_key_versions()  # finish an earlier, interrupted rotation first
+        ks.ensure(TEMPLATES_KEY_ID)
+        new_version = ks.rotate(TEMPLATES_KEY_ID)
+        new_aead, _ = self._aead(new_version)
+        user_ids = [r[0] for r in self._query("SELECT id FROM users ORDER BY id")]
+        resealed = 0
+        for user_id in user_ids:
+            sid = _secret_id(user_id)
+            try:
+                secret = ks.unseal(sid)
+            except KeyNotFoundError:
+                continue  # a corrupt user (reported by user_image_key); nothing to re-seal
+            ks.rotate(sid, secret=secret)
+            resealed += 1
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT id, templates_key_version, template, helper FROM users WHERE templates_key_version != ?",
+                (new_version,),
+            ).fetchall()
+            for user_id, version, template, helper in rows:
+                old = self._aead(version)[0]
+                db.execute(
+                    "UPDATE users SET templates_key_version = ?, template = ?, helper = ? WHERE id = ?",
+                    (
+                        new_version,
+                        self._seal(new_aead, user_id, "template", self._open(old, user_id, "template", template)),
+                        self._seal(new_aead, user_id, "helper", self._open(old, user_id, "helper", helper)),
+                        user_id,
+                    ),
+                )
+        destroyed = self.prune_key_versions()
+        return RotationResult(new_version, len(rows), resealed, tuple(destroyed))
+
+    def prune_key_versions(self) -> list[tuple[str, int]]:
+        """Destroy the key versions nothing needs any more; returns the (key id, version) destroyed.
+
+        ``templates``: every version but the current one and those a row is still sealed under.
+        ``user:<id>``: every version but the current one (the image key uses only the current
+        version, and a rotation re-seals the same value).
+        """
+        ks = self.keystore
+        destroyed: list[tuple[str, int]] = []
+        ids = set(ks.list_ids())
+        if TEMPLATES_KEY_ID in ids:
+            used = {int(r[0]) for r in self._query("SELECT DISTINCT templates_key_version FROM users")}
+            current = ks.current_version(TEMPLATES_KEY_ID)
+            for v in ks.versions(TEMPLATES_KEY_ID):
+                if v != current and v not in used:
+                    ks.delete_version(TEMPLATES_KEY_ID, v)
+                    self._aeads.pop(v, None)
+                    destroyed.append((TEMPLATES_KEY_ID, v))
+        users = {r[0] for r in self._query("SELECT id FROM users")}
+        for kid in sorted(ids):
+            if not kid.startswith("user:") or kid[5:] not in users:
+                continue  # orphans are purge_orphans' business
+            current = ks.current_version(kid)
+            for v in ks.versions(kid):
+                if v != current:
+                    ks.delete_version(kid, v)
+                    destroyed.append((kid, v))
+        return destroyed
 
     # ---- matching and keys ---------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:

@@ -32,6 +32,8 @@ class Pairs:
     same: np.ndarray
     folds: np.ndarray | None
     sha256: str
+    identity_a: list[str] = field(default_factory=list)
+    identity_b: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.same)
@@ -57,7 +59,7 @@ def read_pairs(path: str | Path, limit: int | None = None, sets: tuple[str, ...]
     if missing:
         raise InputFileError(f"pairs CSV {p} lacks column(s) {', '.join(missing)} (has {', '.join(cols) or 'none'})")
     has_fold = "fold" in cols
-    s, a, b, y, f = [], [], [], [], []
+    s, a, b, y, f, ia, ib = [], [], [], [], [], [], []
     for line, row in enumerate(reader, start=2):
         if sets and row["set"] not in sets:
             continue
@@ -69,6 +71,8 @@ def read_pairs(path: str | Path, limit: int | None = None, sets: tuple[str, ...]
         a.append(row["path_a"])
         b.append(row["path_b"])
         y.append(row["same"] == "1")
+        ia.append(row["identity_a"])
+        ib.append(row["identity_b"])
         if has_fold:
             try:
                 f.append(int(row["fold"]))
@@ -79,7 +83,7 @@ def read_pairs(path: str | Path, limit: int | None = None, sets: tuple[str, ...]
     if not y:
         raise InputFileError(f"pairs CSV {p} has no pairs" + (f" in set(s) {', '.join(sets)}" if sets else ""))
     return Pairs(s, a, b, np.array(y, dtype=bool), np.array(f) if has_fold else None,
-                 hashlib.sha256(raw).hexdigest())
+                 hashlib.sha256(raw).hexdigest(), ia, ib)
 
 
 @dataclass
@@ -297,8 +301,11 @@ def run(pairs_csv: str, root: str, manifest: str | None = None, model: str | Non
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--biokey", is_flag=True,
               help="also the fuzzy extractor: enroll from image a, regenerate the key from image b")
+@click.option("--biokey-holdout/--no-biokey-holdout", "holdout", default=True, show_default=True,
+              help="with --biokey: choose t on one identity-disjoint half (LFW folds 0-2 + half the other "
+                   "identities), report the rates on the other half")
 def command(pairs_csv, root, json_out, plot, model, manifest, threads, flip, landmarks, gates, compare, sets,
-            limit, quiet, biokey):
+            limit, quiet, biokey, holdout):
     """Verification accuracy (10-fold), TAR@FAR, EER, AUC and failures on a pairs CSV."""
     rep, pairs, results = run(pairs_csv, root, manifest, model, threads, flip, landmarks, gates, compare,
                               limit, tuple(sets), progress=not quiet)
@@ -306,8 +313,18 @@ def command(pairs_csv, root, json_out, plot, model, manifest, threads, flip, lan
         from provisioning.biokey_eval import evaluate_biokey, pairs_from_embeddings
 
         embeddings = {path: r.embedding for path, r in results.items()}
-        rep.update(evaluate_biokey(pairs_from_embeddings(pairs.path_a, pairs.path_b, pairs.same, embeddings),
-                                   sets=pairs.sets))
+        bk_pairs = pairs_from_embeddings(pairs.path_a, pairs.path_b, pairs.same, embeddings)
+        rep.update(evaluate_biokey(bk_pairs, sets=pairs.sets))
+        if holdout:  # t chosen on one identity-disjoint half, the bar judged on the other
+            from provisioning.biokey_eval import holdout_check, split_halves
+
+            try:
+                halves = split_halves(pairs.sets, pairs.identity_a, pairs.identity_b, pairs.folds)
+                # fixed seed for the tuning draws: the same embeddings choose the same t on every run
+                rep["biokey_holdout"] = holdout_check(bk_pairs, halves, sets=pairs.sets, seed=0)
+            except ValueError as exc:  # e.g. --limit left one half empty: report why, keep the rest
+                rep["biokey_holdout"] = {"skipped": str(exc)}
+                click.echo(f"biokey hold-out check skipped: {exc}", err=True)
     text = json.dumps(rep, indent=2)
     if json_out:
         Path(json_out).write_text(text + "\n")

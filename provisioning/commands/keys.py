@@ -39,30 +39,37 @@ def list_(data_dir: Path, as_json: bool) -> None:
 @data_dir_option
 @json_option
 def rotate(data_dir: Path, as_json: bool) -> None:
-    """Rotate the template-encryption key and the keystore's key-encryption key.
+    """Rotate the template-encryption key, re-seal user secrets, and rotate the keystore's KEK.
 
-    Templates are re-encrypted under a new version of their key in one
-    transaction; the file keystore re-wraps every secret under a fresh KEK salt
-    in one atomic write (a TPM keystore has no KEK on disk to rewrap).  Users'
-    image keys are not changed: their images stay decryptable.  The device's TLS
-    key is renewed with `facelock device renew`.
+    Every user's encrypted template and helper data moves to a new version of
+    the `templates` key, every sealed user secret is re-sealed as a new
+    version, and then the old versions are destroyed.  Each step is crash-safe:
+    killed at any moment, every user still works, and running `keys rotate`
+    again finishes the job.  The file keystore is then re-wrapped under a fresh
+    KEK salt in one atomic write (a TPM keystore has no KEK on disk).  Users'
+    image keys do not change: files encrypted before stay decryptable.  The
+    device's TLS key is renewed with `facelock device renew`.
     """
     from provisioning import auditlog, stores
     from provisioning.datadir import DataDir
 
     dd = DataDir(data_dir)
     dd.require_device()
-    done: dict[str, object] = {}
-    done["templates"] = stores.users(dd).rotate_template_key()
-    ks = stores.open_keystore(dd)
-    if ks.backend == "file":
-        cfg = stores.keystore_config()
-        # the same passphrase the keystore was opened with (keystore.passphrase_env), kept as is
-        ks.rewrap(os.environ.get(cfg.passphrase_env) if cfg.passphrase_env else None)
-        done["keystore_kek"] = "rewrapped under a fresh salt"
-    else:
-        done["keystore_kek"] = f"not applicable ({ks.backend} backend seals with the TPM)"
-    auditlog.record(dd, "keys_rotated", **{k: str(v) for k, v in done.items()})
+    users = stores.users(dd)
+    try:
+        done: dict[str, str] = users.rotate_keys()
+    finally:
+        users.store.close()
+        users.store.keystore.close()
+    with stores.open_keystore(dd) as ks:
+        if ks.backend == "file":
+            cfg = stores.keystore_config()
+            # the same passphrase the keystore was opened with (keystore.passphrase_env), kept as is
+            ks.rewrap(os.environ.get(cfg.passphrase_env) if cfg.passphrase_env else None)
+            done["keystore_kek"] = "rewrapped under a fresh salt"
+        else:
+            done["keystore_kek"] = f"not applicable ({ks.backend} backend seals with the TPM)"
+    auditlog.record(dd, "keys_rotated", **done)
     if as_json:
         emit_json(done)
     else:

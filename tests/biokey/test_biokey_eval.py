@@ -92,3 +92,105 @@ def test_biokey_on_real_pairs_subset(shared_faces):
     rep = evaluate_biokey(pairs)
     assert rep["biokey_genuine_rate"] >= 0.90, rep
     assert rep["biokey_impostor_accepted"] <= 1, rep  # <= 0.002 on ~500 impostor pairs
+
+
+# ---- held-out choice of t ------------------------------------------------------------------------
+def test_split_halves_is_identity_disjoint():
+    from provisioning.biokey_eval import DROPPED, TEST, TUNE, split_halves
+
+    sets, ia, ib = [], [], []
+    for fold in range(5):  # LFW View-2 order: 600 pairs per fold, identities disjoint between folds
+        for j in range(600):
+            sets.append("lfwa_gray")
+            ia.append(f"f{fold}p{j % 50}")
+            ib.append(f"f{fold}p{(j + (j % 2)) % 50}")
+    for j in range(40):  # a small set: identities alternate between halves
+        sets.append("orl")
+        ia.append(f"s{j % 4}")
+        ib.append(f"s{(j + j % 3) % 4}")
+    halves = split_halves(sets, ia, ib)
+    assert halves[:1800] == [TUNE] * 1800 and halves[1800:3000] == [TEST] * 1200
+    seen: dict[tuple[str, str], set[str]] = {}
+    for s, a, b, h in zip(sets, ia, ib, halves, strict=True):
+        if h != DROPPED:
+            for x in (a, b):
+                seen.setdefault((s, x), set()).add(h)
+    assert all(len(v) == 1 for v in seen.values())
+    assert {h for s, h in zip(sets, halves, strict=True) if s == "orl"} == {TUNE, TEST, DROPPED}
+    # genuine pairs are never dropped
+    assert all(h != DROPPED for a, b, h in zip(ia, ib, halves, strict=True) if a == b)
+    # an explicit fold column wins over the position
+    folds = [4] * 600 + [0] * 2400 + [0] * 40
+    assert split_halves(sets, ia, ib, folds)[:600] == [TEST] * 600
+    # an LFW file whose identities cross folds is refused, not silently leaked
+    with pytest.raises(ValueError, match="View-2"):
+        split_halves(["lfwa_gray"] * 1800, ["x"] * 1800, ["x"] * 1800, [0] * 900 + [3] * 900)
+
+
+def test_bit_distances_match_the_decoder():
+    """Regeneration happens exactly when the measured distance is <= t, at every t."""
+    from provisioning.biokey_eval import bit_distances
+
+    rng = np.random.default_rng(5)
+    x = _unit(rng)
+    pairs = [(x, _near(rng, x, c), True) for c in (0.95, 0.9, 0.85, 0.8, 0.7)] + [(x, None, True)]
+    hd = bit_distances(pairs, BiokeyParams(), draws=2, seed=1)
+    assert hd.shape == (6, 2) and np.isinf(hd[5]).all() and np.all(np.diff(hd[:5].mean(axis=1)) >= -5)
+    from firmware.biokey import extractor
+
+    for t in (20, 50, 70, 90):
+        p = BiokeyParams(t=t)
+        for a, b, _ in pairs[:5]:
+            key, helper = extractor.enroll(a, p)
+            d = int(np.count_nonzero(extractor.probe_bits(a, helper) ^ extractor.probe_bits(b, helper)))
+            try:
+                ok = extractor.reproduce(b, helper) == key
+            except extractor.WrongFaceError:
+                ok = False
+            assert ok == (d <= t), (t, d)
+
+
+def test_choose_t_respects_measured_and_predicted_impostor_rates():
+    from provisioning.biokey_eval import choose_t, predicted_impostor_rate
+
+    rng = np.random.default_rng(6)
+    n = 511
+    genuine = rng.binomial(n, 0.08, size=(2000, 1)).astype(float)
+    impostor = rng.binomial(26, 0.46, size=(2000, 1)) * (n / 26.0)  # ~26 degrees of freedom, like faces
+    hd = np.vstack([genuine, impostor])
+    same = np.array([True] * 2000 + [False] * 2000)
+    t, table = choose_t(hd, same, 9, max_impostor_rate=0.0005)
+    assert table[t][1] <= 0.0005 and predicted_impostor_rate(impostor.ravel(), n, t) <= 0.0005
+    bigger = [u for u in table if u > t]
+    assert all(table[u][1] > 0.0005 or predicted_impostor_rate(impostor.ravel(), n, u) > 0.0005 for u in bigger)
+    assert table[t][0] == max(table[u][0] for u in table if u <= t)  # the most genuine regenerations allowed
+
+
+def test_holdout_check_on_generated_pairs():
+    from provisioning.biokey_eval import TEST, TUNE, holdout_check
+
+    rng = np.random.default_rng(7)
+    pairs, halves = [], []
+    for i in range(60):
+        x = _unit(rng)
+        h = TUNE if i % 2 else TEST
+        pairs += [(x, _near(rng, x, 0.85), True), (x, _unit(rng), False)]
+        halves += [h, h]
+    rep = holdout_check(pairs, halves, draws=2, seed=3)
+    assert rep["tune_pairs"] == rep["test_pairs"] == 60
+    chosen = rep["test_at_chosen_t"]
+    assert chosen["t"] == rep["chosen_t"] and chosen["biokey_genuine_rate"] >= 0.9
+    assert chosen["biokey_impostor_rate"] == 0.0 and chosen["bar_met"] is True
+    assert chosen["biokey_impostor_rate_upper95"] == pytest.approx(1 - 0.05 ** (1 / 30), abs=1e-4)
+
+
+def test_holdout_check_refuses_an_empty_half():
+    from provisioning.biokey_eval import TEST, TUNE, holdout_check
+
+    rng = np.random.default_rng(8)
+    x = _unit(rng)
+    pairs = [(x, _near(rng, x, 0.9), True), (x, _unit(rng), False)]
+    with pytest.raises(ValueError, match="test half"):
+        holdout_check(pairs, [TUNE, TUNE], draws=1)
+    with pytest.raises(ValueError, match="tuning half"):
+        holdout_check(pairs, [TEST, TUNE], draws=1)

@@ -151,3 +151,21 @@ def test_custom_params():
     key, helper = enroll(x, p)
     assert HelperData.from_bytes(helper.to_bytes()).params == p
     assert reproduce(x, helper) == key
+
+
+def test_reprs_do_not_show_template_material():
+    """A HelperData or Candidate that ends up in a log line or traceback shows no template bytes."""
+    import dataclasses
+
+    from firmware.templates import Candidate
+
+    rng = np.random.default_rng(11)
+    x = unit(rng)
+    _, helper = enroll(x)
+    text = repr(helper)
+    for secret in (helper.seed, helper.salt, helper.check, helper.offset):
+        assert repr(secret)[2:20] not in text and secret.hex()[:16] not in text
+    assert "rows=" not in text and "offset=" not in text
+    cand = Candidate("u1", "ada", x[None].astype(np.float32))
+    assert "embeddings" not in repr(cand) and f"{x[0]:.4f}"[:6] not in repr(cand)
+    assert dataclasses.replace(cand).embeddings is cand.embeddings

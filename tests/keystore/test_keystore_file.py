@@ -86,3 +86,28 @@ def test_config_from_dict_refuses_unknown_and_bad_values():
         KeystoreConfig.from_dict({"tpm_primary_handle": 0x80000000})
     with pytest.raises(ConfigError, match="keystore.scrypt_log2_n"):
         KeystoreConfig.from_dict({"scrypt_log2_n": True})
+
+
+def test_missing_device_secret_is_reported_not_replaced(tmp_path):
+    """A keystore whose device secret vanished says so, and does not mint a decoy secret."""
+    secret_file = tmp_path / "keystore" / "device.secret"
+    open_keystore(KeystoreConfig(**FAST), tmp_path).create("k", secret=b"m" * 32)
+    saved = secret_file.read_bytes()
+    secret_file.unlink()
+    with pytest.raises(KeystoreUnlockError, match="device secret .* is missing"):
+        open_keystore(KeystoreConfig(**FAST), tmp_path)
+    assert not secret_file.exists()
+    secret_file.write_bytes(saved)  # restored: everything is back
+    assert open_keystore(KeystoreConfig(**FAST), tmp_path).unseal("k") == b"m" * 32
+
+
+def test_device_secret_is_created_once_durably(tmp_path):
+    cfg = KeystoreConfig(device_secret_path=str(tmp_path / "etc" / "device.secret"), **FAST)
+    open_keystore(cfg, tmp_path / "data")
+    secret_file = tmp_path / "etc" / "device.secret"
+    assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(secret_file.parent).st_mode) == 0o700
+    assert sorted(p.name for p in secret_file.parent.iterdir()) == ["device.secret"]  # no temp or link left
+    first = secret_file.read_bytes()
+    open_keystore(cfg, tmp_path / "data2")  # another keystore with the same device secret reuses it
+    assert secret_file.read_bytes() == first

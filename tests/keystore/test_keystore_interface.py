@@ -127,3 +127,67 @@ def test_swapped_blob_is_refused(make_keystore):
     ks.path.write_bytes(keyfile.encode(data))
     with pytest.raises(KeystoreCorruptError):
         make_keystore().unseal("b")
+
+
+def _stored_blob(ks, key_id: str, version: int) -> bytes:
+    """The sealed blob of one version as it sits in the keystore file (base64 inside the JSON)."""
+    import base64
+
+    from firmware.keystore import keyfile
+
+    data = keyfile.decode(ks.path.read_bytes(), ks.path)
+    return base64.b64encode(data.keys[key_id].versions[version])
+
+
+def test_delete_version_destroys_only_that_version(make_keystore):
+    ks = make_keystore()
+    ks.create("k", secret=b"1" * 32)
+    ks.rotate("k", secret=b"2" * 32)
+    ks.rotate("k", secret=b"3" * 32)
+    ks.create("other", secret=b"o" * 32)
+    old_blob = _stored_blob(ks, "k", 1)
+    assert old_blob in ks.path.read_bytes()
+    ks.delete_version("k", 1)
+    assert ks.versions("k") == [2, 3] and ks.current_version("k") == 3
+    assert old_blob not in ks.path.read_bytes()  # the sealed blob left the file
+    with pytest.raises(KeyNotFoundError):
+        ks.unseal("k", 1)
+    reopened = make_keystore()  # a fresh instance reads the committed file
+    assert reopened.versions("k") == [2, 3]
+    assert reopened.unseal("k", 2) == b"2" * 32
+    assert reopened.unseal("k") == b"3" * 32
+    assert reopened.unseal("other") == b"o" * 32
+
+
+def test_delete_version_refuses_current_and_unknown(make_keystore):
+    from firmware.keystore import CurrentVersionError
+
+    ks = make_keystore()
+    ks.create("k", secret=b"1" * 32)
+    with pytest.raises(CurrentVersionError):
+        ks.delete_version("k", 1)  # the only (current) version: rotate first, or delete the key
+    ks.rotate("k", secret=b"2" * 32)
+    before = ks.path.read_bytes()
+    with pytest.raises(CurrentVersionError):
+        ks.delete_version("k", 2)
+    with pytest.raises(KeyNotFoundError):
+        ks.delete_version("k", 7)
+    with pytest.raises(KeyNotFoundError):
+        ks.delete_version("nope", 1)
+    with pytest.raises(KeyNotFoundError):
+        ks.delete_version("k", "1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyIdError):
+        ks.delete_version("bad id!", 1)
+    assert ks.path.read_bytes() == before  # refused calls change nothing
+    assert ks.unseal("k", 1) == b"1" * 32
+
+
+def test_bad_secret_is_a_typed_error_that_does_not_echo_it(make_keystore):
+    from firmware.keystore import InvalidSecretError
+
+    ks = make_keystore()
+    for bad in (b"short-secret", b"L" * 65):
+        with pytest.raises(InvalidSecretError) as exc:
+            ks.create("k", secret=bad)
+        assert bad.decode() not in str(exc.value) and repr(bad) not in str(exc.value)
+    assert ks.list_ids() == []
