@@ -9,7 +9,8 @@ published in an event — to catch that too.)
 Each append is one SQLite transaction with ``synchronous=FULL``: a SIGKILL or power loss leaves either
 the whole record or none of it, so the chain still verifies after a crash.
 
-Records hold who/what/why (user id, reason, scores), never a face image or an embedding.
+Records hold who/what/why (the user's pseudonym from :mod:`firmware.pseudonym`, reason, scores), never a
+name, a user id, a face image or an embedding: this log cannot forget, and a user must be erasable.
 """
 
 from __future__ import annotations

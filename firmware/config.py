@@ -50,6 +50,7 @@ class LockConfig:
     enroll_timeout_s: float = 60.0
     frames_per_attempt: int = 3  # frames of one face gathered before deciding (liveness needs several)
     max_frames_per_attempt: int = 10  # liveness gets this many face frames to pass before "spoof"
+    face_lost_s: float = 0.5  # no face this long during an attempt: it is abandoned (frames never span a gap)
     liveness: str = "required"  # required | auto (when installed) | off (development only)
     fault_retry_initial_s: float = 0.5  # camera / pipeline retry backoff
     fault_retry_max_s: float = 30.0
@@ -193,7 +194,8 @@ def _positive(name: str, obj: Any, *keys: str) -> None:
 def _validate(name: str, obj: Any) -> None:
     if isinstance(obj, LockConfig):
         _positive(name, obj, "unlock_s", "verify_timeout_s", "denied_s", "held_open_alert_s",
-                  "enroll_timeout_s", "frames_per_attempt", "fault_retry_initial_s", "fault_retry_max_s")
+                  "enroll_timeout_s", "frames_per_attempt", "fault_retry_initial_s", "fault_retry_max_s",
+                  "face_lost_s")
         if obj.max_frames_per_attempt < obj.frames_per_attempt:
             raise ConfigError(f"{name}.max_frames_per_attempt: must be >= frames_per_attempt "
                               f"({obj.frames_per_attempt}), got {obj.max_frames_per_attempt}")
@@ -230,7 +232,7 @@ def _validate(name: str, obj: Any) -> None:
                               f"got {obj.id!r}")
 
 
-def _plugged(name: str, d: Any) -> Any:
+def _plugged(name: str, d: Any, base_dir: Path | None = None) -> Any:
     module_name, class_name = PLUGGED_SECTIONS[name]
     try:
         module = importlib.import_module(module_name)
@@ -243,6 +245,8 @@ def _plugged(name: str, d: Any) -> Any:
     if not isinstance(d, Mapping):
         raise ConfigError(f"[{name}]: expected a table, got {type(d).__name__}")
     try:
+        if name == "mqtt" and base_dir is not None:  # relative certificate paths: next to the config file
+            return cls.from_dict(dict(d), base_dir=base_dir)
         return cls.from_dict(dict(d))
     except ConfigError:
         raise
@@ -264,8 +268,16 @@ def config_from_dict(data: Mapping[str, Any], path: str = "") -> Config:
                 raise ConfigError("[policy]: expected a table")
             kwargs[name] = PolicyConfig.from_dict(body)
         else:
-            sections[name] = _plugged(name, body)
-    return Config(**kwargs, sections=sections, path=path)
+            sections[name] = _plugged(name, body, Path(path).parent if path else None)
+    cfg = Config(**kwargs, sections=sections, path=path)
+    mqtt = sections.get("mqtt")
+    if mqtt is not None:
+        if getattr(mqtt, "device_id", cfg.device.id) != cfg.device.id:
+            raise ConfigError(f"mqtt.device_id: must equal device.id ({cfg.device.id!r}: the TLS identity and the "
+                              f"topic level of this lock's events), got {mqtt.device_id!r}")
+        if not cfg.daemon.events:
+            raise ConfigError("daemon.events: must be true when [mqtt] is configured (MQTT publishes the outbox)")
+    return cfg
 
 
 def load_config(path: str | Path) -> Config:

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,7 @@ from firmware.camera.base import Camera, CameraError, Frame
 from firmware.config import Config
 from firmware.errors import FaceLockError
 from firmware.gpio import LockIO
+from firmware.lockstate import Clock, LockStateFile, now_clock
 from firmware.stages import EventSink, Observation, Stages
 from firmware.statemachine import Command, Event, Input, State
 
@@ -62,6 +64,7 @@ class Attempt:
     first_face_ts: float
     first_face_index: int
     observations: list[Observation] = field(default_factory=list)
+    last_face_ts: float = 0.0  # capture time of the latest frame with a face
 
 
 @dataclass
@@ -81,13 +84,30 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     fsutil.atomic_write(path, json.dumps(obj, sort_keys=True).encode(), 0o644)
 
 
+class ControllerBusyError(FaceLockError):
+    """A request from another thread (a remote command) was not taken up by the lock loop in time."""
+
+
+class _Call:
+    """A function to run on the lock loop's thread, and its outcome for the thread that asked."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+        self.done = threading.Event()
+        self.cancelled = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+
+
 class Controller:
     def __init__(self, cfg: Config, io: LockIO, camera_factory: Callable[[], Camera],
                  stages_factory: Callable[[], Stages], audit: AuditLog, events: EventSink,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], dt.datetime] = dt.datetime.now,
                  status_path: Path | None = None,
-                 on_step: Callable[[sm.Step, Input], None] | None = None):
+                 on_step: Callable[[sm.Step, Input], None] | None = None,
+                 lockstate: LockStateFile | None = None):
         self.cfg = cfg
         self.io = io
         self.camera_factory = camera_factory
@@ -100,10 +120,20 @@ class Controller:
         self.on_step = on_step
         self.timing = cfg.lock.timing()
         self.inputs: queue.Queue[Input] = queue.Queue()
+        self._calls: queue.Queue[_Call] = queue.Queue()
         self.io.set_input_callback(lambda ev: self.inputs.put(Input(ev)))
-        self.snap = sm.boot_snapshot(io.door_open(), io.tamper_active())
+        # failures, backoff and a remote lockdown survive a restart (lockstate.json), so a power cycle
+        # neither gives an attacker fresh attempts nor lifts a lockdown
+        self.lockstate = lockstate
         self.lockout = pol.LockoutState()
-        self.lockdown = cfg.policy.lockdown
+        self.remote_lockdown: pol.Lockdown | None = None
+        state_note = ""
+        if lockstate is not None:
+            self.lockout, self.remote_lockdown, state_note = lockstate.load(cfg.policy.lockout, self._now_clock())
+        self.lockdown = self.remote_lockdown or cfg.policy.lockdown
+        remaining = pol.lockout_remaining(self.lockout, clock())
+        self.snap = sm.boot_snapshot(io.door_open(), io.tamper_active(),
+                                     lockout_until=clock() + remaining if remaining > 0 else None)
         self.camera: Camera | None = None
         self.stages: Stages | None = None
         self.attempt: Attempt | None = None
@@ -115,9 +145,30 @@ class Controller:
         self.last_step: sm.Step | None = None
         self.ready = False  # the first bring-up (camera + stages) has been attempted
         self._apply_outputs(None)
-        self.audit.append("boot", state=self.snap.state.value, pid=os.getpid(),
-                          relay=self.io.relay_energized)
+        boot: dict[str, Any] = {"state": self.snap.state.value, "pid": os.getpid(), "relay": self.io.relay_energized}
+        if lockstate is not None:
+            boot.update(failures=len(self.lockout.failures), backoff_level=self.lockout.level,
+                        lockout_remaining_s=round(remaining, 1), lockdown=self.lockdown.value)
+            if state_note and state_note != "new":
+                boot["lockstate"] = state_note
+        self.audit.append("boot", **boot)
         self._write_status()
+
+    def _now_clock(self) -> Clock:
+        c = now_clock()
+        return Clock(self.clock(), c.wall, c.boot_id)
+
+    def _save_lockstate(self) -> None:
+        if self.lockstate is not None:
+            self.lockstate.save(self.lockout, self.remote_lockdown, self._now_clock())
+
+    # ------------------------------------------------------------------------------ user references
+    def user_ref(self, user_id: str | None) -> str | None:
+        """What the audit log says about a user: their pseudonym (firmware.pseudonym), never name or id."""
+        if user_id is None:
+            return None
+        refs = getattr(self.stages, "pseudonyms", None) or {}
+        return refs.get(user_id, "unknown")
 
     # ------------------------------------------------------------------------------------- feeding
     def feed(self, inp: Input) -> sm.Step:
@@ -134,7 +185,10 @@ class Controller:
         extra: dict[str, Any] = {}
         if st.row is not None:
             if st.audit:
-                extra = {"user": inp.user or st.snapshot.user, "reason": inp.reason or None}
+                if inp.event is Event.COMMAND:
+                    extra = {"by": inp.user, "reason": inp.reason or None}
+                else:
+                    extra = {"user": self.user_ref(inp.user or st.snapshot.user), "reason": inp.reason or None}
                 if st.error:
                     extra["error"] = st.error
                 if st.row == "granted" and self._decision_start is not None:
@@ -163,6 +217,10 @@ class Controller:
         if st is not None and st.buzzer:
             self.io.beep(st.buzzer)
 
+    def emit(self, type_: str, **kw: Any) -> None:
+        """Queue a telemetry event (never raises: telemetry trouble must not affect the door)."""
+        self._emit(type_, **kw)
+
     def _emit(self, type_: str, **kw: Any) -> None:
         try:
             self.events.emit(type_, **kw)
@@ -170,13 +228,14 @@ class Controller:
             log.error("event %s could not be queued: %s", type_, exc)
 
     def _emit_for(self, st: sm.Step, inp: Input, prev: State, extra: dict[str, Any]) -> None:
+        # events carry the enrolled user's id; a command's requester (e.g. "management") goes in data.by
+        uid, by = (None, inp.user) if inp.event is Event.COMMAND else (inp.user, None)
         for alert in st.alerts:
             type_, reason = ALERT_EVENTS.get(alert, ("fault", alert))
-            self._emit(type_, reason=inp.reason or reason or alert, user_id=inp.user,
-                       state=st.state.value)
+            self._emit(type_, reason=inp.reason or reason or alert, user_id=uid, state=st.state.value)
         if st.row in ("granted", "remote_unlock", "exit"):
             scores = {"decision_ms": float(extra["decision_ms"])} if "decision_ms" in extra else {}
-            self._emit("access_granted", user_id=inp.user, reason=st.row, scores=scores)
+            self._emit("access_granted", user_id=uid, reason=st.row, scores=scores, by=by)
         if inp.event in (Event.DOOR_OPENED, Event.DOOR_CLOSED):
             self._emit(inp.event.value, state=st.state.value)
         if prev is not st.state:
@@ -194,7 +253,10 @@ class Controller:
                 "door_open": self.snap.door_open, "tamper_active": self.snap.tamper_active,
                 "fault": self.fault_reason, "audit_seq": seq, "audit_head": head,
                 "frames": self.counters.frames, "analyzed": self.counters.analyzed,
-                "granted": self.counters.granted, "denied": self.counters.denied,
+                "granted": self.counters.granted, "denied": self.counters.denied, "spoof": self.counters.spoof,
+                "failures": len(self.lockout.failures), "backoff_level": self.lockout.level,
+                "lockout_remaining_s": round(pol.lockout_remaining(self.lockout, self.clock()), 3),
+                "lockdown": self.lockdown.value,
                 "uptime_s": round(self.clock() - self.started, 3),
             })
         except OSError as exc:
@@ -241,24 +303,61 @@ class Controller:
         return True
 
     # ---------------------------------------------------------------------------------------- loop
-    def submit(self, command: Command, requested_by: str | None = None) -> bool:
+    def submit(self, command: Command, requested_by: str | None = None, duration_s: float = 0.0) -> bool:
         """A remote command (already authenticated by telemetry); policy decides unlock/lockdown."""
         if command is Command.UNLOCK and not pol.may_remote_unlock(self.cfg.policy, self.lockdown, requested_by):
             self.audit.append("command_refused", command=command.value, by=requested_by, reason="lockdown")
             self._emit("command_rejected", reason="lockdown", command=command.value)
             return False
-        self.inputs.put(Input(Event.COMMAND, command=command, user=requested_by))
+        self.inputs.put(Input(Event.COMMAND, command=command, user=requested_by, duration_s=duration_s))
         return True
 
     def set_lockdown(self, mode: pol.Lockdown, requested_by: str | None) -> bool:
+        """Switch the lockdown (remotely); it is kept across restarts until switched back."""
         if not pol.may_set_lockdown(self.cfg.policy, requested_by):
             self.audit.append("lockdown_refused", mode=mode.value, by=requested_by)
             self._emit("command_rejected", reason="lockdown_not_allowed", mode=mode.value)
             return False
         self.lockdown = mode
+        self.remote_lockdown = None if mode is self.cfg.policy.lockdown else mode
+        self._save_lockstate()
         self.audit.append("lockdown", mode=mode.value, by=requested_by)
         self._emit("command_result", reason="lockdown", mode=mode.value)
         return True
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Run ``fn`` on the lock loop's thread (from any other thread) and return its result or raise.
+
+        Why: the state machine, the audit log and the stages belong to the loop's thread; a remote command
+        arriving on the telemetry thread must not touch them concurrently.  If the loop does not take the
+        call within ``timeout`` it is cancelled (it will not run later) and ControllerBusyError is raised.
+        """
+        c = _Call(fn)
+        self._calls.put(c)
+        if not c.done.wait(timeout):
+            with c.lock:
+                if not c.done.is_set():
+                    c.cancelled = True
+                    raise ControllerBusyError(f"the lock loop did not take the request within {timeout:.1f} s")
+        if c.error is not None:
+            raise c.error
+        return c.result
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                c = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            with c.lock:
+                if c.cancelled:
+                    continue
+                try:
+                    c.result = c.fn()
+                except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+                    c.error = exc
+                finally:
+                    c.done.set()
 
     def tick(self) -> None:
         """One loop iteration: inputs, timers, recovery, one frame."""
@@ -281,6 +380,7 @@ class Controller:
 
     def _tick(self) -> None:
         self._drain_inputs()
+        self._run_calls()
         if sm.timer_due(self.snap, self.clock()):
             self.feed(Input(Event.TIMER))
         if self.camera is None or self.stages is None:
@@ -307,6 +407,11 @@ class Controller:
         obs = self.stages.analyzer.analyze(frame)
         self.counters.analyzed += 1
         if not obs.face:
+            # the person went away: the attempt is over (its frames must never be joined to a later face's)
+            att = self.attempt
+            if att is not None and self.snap.state is State.VERIFYING \
+                    and frame.ts - att.last_face_ts > self.cfg.lock.face_lost_s:
+                self.feed(Input(Event.FACE_LOST))
             return
         self.counters.faces += 1
         now = self.clock()
@@ -319,6 +424,7 @@ class Controller:
         if self.snap.state is not State.VERIFYING or self.attempt is None:
             return
         self.attempt.observations.append(obs)
+        self.attempt.last_face_ts = frame.ts
         need = self.cfg.lock.frames_per_attempt
         if self.stages.liveness is not None:
             need = max(need, self.stages.liveness.min_frames)
@@ -346,17 +452,23 @@ class Controller:
             self.counters.denied += 1
             self._failure(Event.NO_MATCH, mv.reason, None, now)
             return
-        d = pol.authorize(self.cfg.policy, mv.user_id, self.wall(), self.lockout, now, self.lockdown)
+        d = pol.authorize(self.cfg.policy, mv.user_id, self.wall(), self.lockout, now, self.lockdown,
+                          getattr(self.stages, "schedules", None))
         if not d.allowed:
+            # a recognised user outside their schedule or during a lockdown: refused, not a failed attempt
             self.counters.denied += 1
             self.feed(Input(Event.NO_MATCH, user=mv.user_id, reason=d.reason))
             return
+        had_failures = self.lockout != pol.LockoutState()
         self.lockout = pol.register_success(self.lockout)
         self.counters.granted += 1
         self.feed(Input(Event.MATCH, user=mv.user_id, reason=f"score={mv.score:.3f}"))
+        if had_failures:  # after the relay: a crash in between keeps the old count (the safe side)
+            self._save_lockstate()
 
     def _failure(self, event: Event, reason: str, user: str | None, now: float) -> None:
         self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)
+        self._save_lockstate()  # before the attempt is shown: a power cycle cannot undo a failure
         if lock_s > 0:
             self.counters.lockouts += 1
         self.feed(Input(event, user=user, reason=reason, lockout_s=lock_s))

@@ -100,6 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's OpenBLAS would start one thread (and buffer) per core; the lock's matrices are tiny
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")  # likewise OpenCV's pool (its calls here are small)
     args = parse_args(argv)
     setup_logging(args.log_level or "info", bool(args.json_logs))
     from firmware.config import load_config
@@ -122,16 +125,68 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def limit_malloc_arenas(n: int = 2) -> None:
-    """Cap glibc malloc arenas: every thread (gpiozero, TFLite, grabber) would otherwise get its own
-    64 MB arena and the daemon's resident memory grows with them (a Pi Zero 2 W has 512 MB)."""
+def limit_malloc_arenas(n: int = 2, mmap_threshold: int = 128 * 1024) -> None:
+    """Cap glibc malloc arenas and fix the mmap threshold (a Pi Zero 2 W has 512 MB).
+
+    Every thread (gpiozero, TFLite, grabber) would otherwise get its own 64 MB arena; and glibc raises its
+    mmap threshold each time a large block is freed, after which per-frame arrays (a 640×480 frame is
+    0.9 MB) come from the heap and fragment it.  A fixed threshold keeps them in mmap'd blocks that go back
+    to the kernel when freed.
+    """
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, n)  # M_ARENA_MAX
+        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD (also turns the dynamic threshold off)
     except (OSError, AttributeError):
         pass
+
+
+def start_telemetry(cfg: Any, events: Any, ctl: Any, data_dir: Path) -> Any:
+    """The MQTT client over the event outbox, when ``[mqtt]`` is configured; None otherwise.
+
+    Signed commands reach the lock through :class:`firmware.remote.RemoteCommands` (run on the lock loop's
+    thread).  A client that cannot be built (a certificate file missing, say) is logged and skipped: the
+    door keeps working and events keep going into the outbox, to be sent once MQTT is fixed.
+    """
+    mqtt_cfg = cfg.sections.get("mqtt")
+    if mqtt_cfg is None:
+        return None
+    outbox = getattr(events, "outbox", None)
+    if outbox is None:
+        log.error("[mqtt] is configured but the event outbox is not available: telemetry off")
+        return None
+    from firmware.remote import RemoteCommands
+    from firmware.stages import revoke_user
+    from firmware.telemetry.client import TelemetryClient
+
+    sections = dict(cfg.sections)
+    remote = RemoteCommands(ctl, revoke=lambda uid: revoke_user(data_dir, sections, uid))
+    try:
+        client = TelemetryClient(mqtt_cfg, outbox, on_command=remote.handle)
+        client.start()
+    except FaceLockError as exc:
+        log.error("telemetry cannot start (%s): events stay in the outbox", exc)
+        ctl.audit.append("telemetry_error", reason=str(exc)[:200])
+        return None
+    log.info("telemetry: MQTT to %s:%s as %s", mqtt_cfg.host, mqtt_cfg.port, mqtt_cfg.device_id)
+    return client
+
+
+def publish_state(client: Any, ctl: Any) -> None:
+    """The retained ``facelock/<device>/state`` after a state change (lock read back from the relay)."""
+    if client is None:
+        return
+    from firmware.policy import Lockdown
+
+    door = "unknown" if ctl.cfg.gpio.door_pin == -1 else ("open" if ctl.snap.door_open else "closed")
+    try:
+        client.publish_state(lock="UNLOCKED" if ctl.io.relay_energized else "LOCKED", door=door,
+                             tamper=bool(ctl.snap.tamper_active), lockdown=ctl.lockdown is not Lockdown.OFF,
+                             last_event=ctl.snap.state.value.lower())
+    except FaceLockError as exc:
+        log.warning("state not published: %s", exc)
 
 
 def run(cfg: Any, run_for: float | None = None) -> int:
@@ -139,6 +194,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     from firmware.camera import open_camera
     from firmware.controller import Controller
     from firmware.gpio import LockIO
+    from firmware.lockstate import LockStateFile
     from firmware.stages import build_stages, open_event_sink
 
     limit_malloc_arenas()
@@ -162,14 +218,16 @@ def run(cfg: Any, run_for: float | None = None) -> int:
 
         sim = SimInputServer(io, data_dir / "sim.sock")
     ctl = None
+    telemetry = None
     try:
-        threads = max(1, min(2, os.cpu_count() or 1))
         ctl = Controller(cfg, io, lambda: open_camera(cfg.camera),
-                         lambda: build_stages(data_dir, dict(cfg.sections), num_threads=threads,
+                         lambda: build_stages(data_dir, dict(cfg.sections), num_threads=1,
                                               liveness=cfg.lock.liveness),
-                         audit, events, status_path=cfg.status_file)
+                         audit, events, status_path=cfg.status_file,
+                         lockstate=LockStateFile(data_dir / "lockstate.json"))
         log.info("facelockd %s started: device %s, camera %s, data %s", os.getpid(), cfg.device.id,
                  cfg.camera.backend, data_dir)
+        telemetry = start_telemetry(cfg, events, ctl, data_dir)
         ctl.bring_up()
         notify.send(f"READY=1\nSTATUS=state {ctl.snap.state.value}")
         t_end = None if run_for is None else time.monotonic() + run_for
@@ -182,6 +240,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
                 last_state = ctl.snap.state
                 notify.send(f"STATUS=state {last_state.value}" + (f" ({ctl.fault_reason})" if ctl.fault_reason
                                                                   else ""))
+                publish_state(telemetry, ctl)
         notify.send("STOPPING=1")
         log.info("stopping (%s): relay de-energized", stop["signal"] or "run-for elapsed")
         return 0
@@ -190,6 +249,9 @@ def run(cfg: Any, run_for: float | None = None) -> int:
             if ctl is not None:
                 ctl.shutdown(str(stop["signal"] or "exit"))
         finally:
+            if telemetry is not None:
+                publish_state(telemetry, ctl)
+                telemetry.stop()
             if sim is not None:
                 sim.close()
             io.close()

@@ -182,9 +182,33 @@ class Decision:
     reason: str  # "ok", "lockout", "schedule", "lockdown"
 
 
+#: ``requested_by`` of a remote command signed by the management key (verified by firmware.telemetry):
+#: the management side is the lock's administrator, so it counts as an admin.
+MANAGEMENT = "management"
+
+
+def is_admin(cfg: PolicyConfig, who: str | None) -> bool:
+    return who is not None and (who == MANAGEMENT or who in cfg.admins)
+
+
+def schedule_allows(when: dt.datetime, *sources: tuple[Window, ...] | None) -> bool:
+    """Inside a window of every source that lists the user (None = the source does not restrict them).
+
+    Why every source: the config file's ``[policy.schedule]`` and the per-user schedule that
+    ``facelock policy set`` stores with the template are both written by the lock's operator; a window
+    in one can only narrow what the other allows, never widen it (fail secure).
+    """
+    return all(any(w.contains(when) for w in windows) for windows in sources if windows is not None)
+
+
 def authorize(cfg: PolicyConfig, user: str, when: dt.datetime, lockout: LockoutState, now: float,
-              lockdown: Lockdown | None = None) -> Decision:
-    """May this recognised user unlock now?  Lockout is checked by the caller before matching too."""
+              lockdown: Lockdown | None = None,
+              user_schedules: Mapping[str, tuple[Window, ...]] | None = None) -> Decision:
+    """May this recognised user unlock now?  Lockout is checked by the caller before matching too.
+
+    ``user_schedules``: per-user windows stored with the templates (``facelock policy set``), checked
+    together with ``cfg.schedules`` (:func:`schedule_allows`).
+    """
     mode = cfg.lockdown if lockdown is None else lockdown
     if mode is Lockdown.NOBODY:
         return Decision(False, "lockdown")
@@ -192,20 +216,40 @@ def authorize(cfg: PolicyConfig, user: str, when: dt.datetime, lockout: LockoutS
         return Decision(False, "lockdown")
     if lockout_remaining(lockout, now) > 0:
         return Decision(False, "lockout")
-    windows = cfg.schedules.get(user)
-    if windows is not None and not any(w.contains(when) for w in windows):
+    if not schedule_allows(when, cfg.schedules.get(user), (user_schedules or {}).get(user)):
         return Decision(False, "schedule")
     return Decision(True, "ok")
 
 
 def may_set_lockdown(cfg: PolicyConfig, requested_by: str | None) -> bool:
-    """Remote lockdown changes: only admins (when allowed at all)."""
-    return cfg.remote_lockdown == "admins" and requested_by is not None and requested_by in cfg.admins
+    """Remote lockdown changes: only admins (the management key, or a user id in ``admins``), when allowed."""
+    return cfg.remote_lockdown == "admins" and is_admin(cfg, requested_by)
 
 
 def may_remote_unlock(cfg: PolicyConfig, lockdown: Lockdown, requested_by: str | None) -> bool:
     if lockdown is Lockdown.NOBODY:
         return False
     if lockdown is Lockdown.ADMINS:
-        return requested_by is not None and requested_by in cfg.admins
+        return is_admin(cfg, requested_by)
     return True
+
+
+def schedules_from_policies(policies: Mapping[str, Any]) -> dict[str, tuple[Window, ...]]:
+    """Per-user windows from the templates' policy objects (``{"schedule": [{days, start, end}, ...]}``).
+
+    A user whose stored schedule is malformed gets an empty window list, so they cannot unlock until it is
+    fixed (fail secure for that user only; everyone else is unaffected).  Users without a schedule are
+    not listed (no restriction).
+    """
+    out: dict[str, tuple[Window, ...]] = {}
+    for user, policy in policies.items():
+        if not isinstance(policy, Mapping) or "schedule" not in policy:
+            continue
+        wins = policy["schedule"]
+        try:
+            if not isinstance(wins, list) or not wins:
+                raise ConfigError("expected a non-empty list of windows")
+            out[str(user)] = tuple(window_from_dict(f"schedule[{i}]", w) for i, w in enumerate(wins))
+        except ConfigError:
+            out[str(user)] = ()
+    return out

@@ -82,6 +82,10 @@ class Stages:
     analyzer: FaceAnalyzer
     matcher: Matcher
     liveness: LivenessChecker | None = None  # None only when the liveness package is absent
+    #: user id -> audit pseudonym (firmware.pseudonym): what the audit log records instead of the id
+    pseudonyms: dict[str, str] = field(default_factory=dict)
+    #: user id -> windows stored with the template by `facelock policy set` (checked with [policy.schedule])
+    schedules: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------- adapters
@@ -141,6 +145,13 @@ class GalleryMatcher:
     def __len__(self) -> int:
         return len(self.gallery)
 
+    def remove(self, user_id: str) -> bool:
+        """Forget a user at once (a remote revoke); False when they were not in the gallery."""
+        if user_id not in self.gallery.user_ids:
+            return False
+        self.gallery.remove(user_id)
+        return True
+
     def match(self, observations: Sequence[Observation]) -> MatchVerdict:
         embs = [o.embedding for o in observations if o.usable and o.embedding is not None]
         if not embs:
@@ -198,13 +209,19 @@ def open_event_sink(data_dir: Path, device_id: str, enabled: bool = True) -> Eve
 
 
 # ------------------------------------------------------------------------------------- construction
-def build_pipeline(num_threads: int = 1) -> Any:
-    """The real face pipeline (models sha256-checked), or StageUnavailableError saying why not."""
+def build_pipeline(num_threads: int = 1, vision: Any = None) -> Any:
+    """The real face pipeline (models sha256-checked), or StageUnavailableError saying why not.
+
+    ``vision``: the ``[vision]`` config section (firmware.vision.config.VisionConfig); without one the
+    manifest's defaults are used with ``num_threads``.
+    """
     try:
         from firmware.vision import FacePipeline
     except ImportError as exc:
         raise StageUnavailableError(f"face pipeline not available: {exc}") from exc
     try:
+        if vision is not None:
+            return FacePipeline.from_config(vision)
         return FacePipeline.from_manifest(num_threads=num_threads)
     except FaceLockError as exc:
         raise StageUnavailableError(f"face pipeline cannot load its models: {exc}") from exc
@@ -251,31 +268,67 @@ def open_templates(data_dir: Path, sections: dict[str, Any]) -> Any:
         raise StageUnavailableError(f"template store cannot be opened: {exc}") from exc
 
 
-def load_gallery(data_dir: Path, sections: dict[str, Any], dim: int) -> Any:
-    """Enrolled users' templates, decrypted into memory only (never written back in the clear)."""
+@dataclass
+class Enrolled:
+    """What the lock needs of the enrolled users: the gallery (memory only), pseudonyms and schedules."""
+
+    gallery: Any
+    pseudonyms: dict[str, str]
+    schedules: dict[str, tuple[Any, ...]]
+
+
+def load_enrolled(data_dir: Path, sections: dict[str, Any], dim: int) -> Enrolled:
+    """Active users' templates (decrypted into memory only, never written back in the clear), their audit
+    pseudonyms and their stored schedules."""
+    from firmware.policy import schedules_from_policies
+    from firmware.pseudonym import audit_pseudonym
     from firmware.vision import Gallery
 
     gallery = Gallery(dim=dim)
     store = open_templates(data_dir, sections)
     try:
+        refs = {}
         for c in store.candidates():
             gallery.enroll(c.user_id, c.embeddings)
+            refs[c.user_id] = audit_pseudonym(store.keystore, c.user_id)
+        schedules = schedules_from_policies({u.user_id: u.policy for u in store.list(include_revoked=False)})
     except FaceLockError as exc:
         raise StageUnavailableError(f"template store cannot be read: {exc}") from exc
     finally:
         store.close()
-    return gallery
+    return Enrolled(gallery, refs, schedules)
+
+
+def load_gallery(data_dir: Path, sections: dict[str, Any], dim: int) -> Any:
+    """Enrolled users' templates, decrypted into memory only (never written back in the clear)."""
+    return load_enrolled(data_dir, sections, dim).gallery
+
+
+def revoke_user(data_dir: Path, sections: dict[str, Any], user_id: str) -> None:
+    """Mark a user revoked in the template store (a remote ``revoke-user``); their data stays until purge."""
+    store = open_templates(data_dir, sections)
+    try:
+        store.revoke(user_id)
+    finally:
+        store.close()
 
 
 def build_stages(data_dir: Path, sections: dict[str, Any], num_threads: int = 1,
-                 gallery: Any = None, margin: float = 0.05, liveness: str = "required") -> Stages:
-    """Everything a decision needs; raises StageUnavailableError (-> FAULT) if anything is missing."""
-    pipe = build_pipeline(num_threads)
+                 gallery: Any = None, margin: float | None = None, liveness: str = "required") -> Stages:
+    """Everything a decision needs; raises StageUnavailableError (-> FAULT) if anything is missing.
+
+    The ``[vision]`` section (when present) configures the pipeline, its operating point / threshold
+    override and the 1:N margin; otherwise the manifest's calibrated values are used.
+    """
+    pipe = build_pipeline(num_threads, sections.get("vision"))
+    refs: dict[str, str] = {}
+    schedules: dict[str, tuple[Any, ...]] = {}
     if gallery is None:
-        gallery = load_gallery(data_dir, sections, int(pipe.embedder_spec.output_size))
+        enrolled = load_enrolled(data_dir, sections, int(pipe.embedder_spec.output_size))
+        gallery, refs, schedules = enrolled.gallery, enrolled.pseudonyms, enrolled.schedules
     try:
-        threshold = pipe.threshold("unlock")
+        threshold = pipe.threshold()
     except FaceLockError as exc:
         raise StageUnavailableError(f"no calibrated match threshold: {exc}") from exc
-    return Stages(VisionAnalyzer(pipe), GalleryMatcher(gallery, threshold, margin),
-                  build_liveness(sections.get("liveness"), liveness))
+    return Stages(VisionAnalyzer(pipe), GalleryMatcher(gallery, threshold, pipe.margin() if margin is None else margin),
+                  build_liveness(sections.get("liveness"), liveness), refs, schedules)

@@ -36,6 +36,7 @@ class State(str, enum.Enum):
 
 class Event(str, enum.Enum):
     FACE_SEEN = "face_seen"
+    FACE_LOST = "face_lost"  # no face for lock.face_lost_s during an attempt: the person went away
     MATCH = "match"
     NO_MATCH = "no_match"
     SPOOF_SUSPECTED = "spoof_suspected"
@@ -99,6 +100,7 @@ class Input:
     user: str | None = None
     reason: str = ""
     lockout_s: float = 0.0  # set by the policy on NO_MATCH / SPOOF_SUSPECTED when it locks out
+    duration_s: float = 0.0  # remote unlock: how long to stay unlocked (0 = Timing.unlock_s)
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ TABLE: tuple[Row, ...] = (
     Row("spoof_lockout", (State.VERIFYING,), Event.SPOOF_SUSPECTED, State.LOCKOUT, _lockout,
         buzzer="denied", alerts=("spoof_suspected", "lockout"), audit="lockout"),
     Row("verify_timeout", (State.VERIFYING,), Event.TIMER, State.IDLE, audit="verify_timeout"),
+    Row("face_lost", (State.VERIFYING,), Event.FACE_LOST, State.IDLE, audit="face_lost"),
     Row("denied_done", (State.DENIED,), Event.TIMER, State.IDLE),
     Row("lockout_over", (State.LOCKOUT,), Event.TIMER, State.IDLE, audit="lockout_over"),
     # -- unlocked: relock on time or when the opened door closes again ----------------------------------
@@ -298,6 +301,8 @@ def _apply(snap: Snapshot, inp: Input, now: float, timing: Timing) -> Step:
         deadline = None
     if row.target is State.LOCKOUT:
         deadline = now + max(inp.lockout_s, 0.0)
+    if row.name == "remote_unlock" and inp.duration_s > 0:
+        deadline = now + inp.duration_s  # bounded by the command's validation (0.5..30 s)
     user = inp.user if row.target is State.UNLOCKED and row.event is Event.MATCH else None
     if row.target is State.UNLOCKED and row.event is not Event.MATCH and snap.state is State.UNLOCKED:
         user = snap.user
@@ -323,8 +328,15 @@ def timer_due(snap: Snapshot, now: float) -> bool:
     return snap.deadline is not None and now >= snap.deadline
 
 
-def boot_snapshot(door_open: bool = False, tamper_active: bool = False) -> Snapshot:
-    """The state after a (re)start: locked, whatever happened before (fail secure across crashes)."""
+def boot_snapshot(door_open: bool = False, tamper_active: bool = False,
+                  lockout_until: float | None = None) -> Snapshot:
+    """The state after a (re)start: locked, whatever happened before (fail secure across crashes).
+
+    ``lockout_until``: the monotonic end of a lockout that was running when the lock went down (restored
+    from disk by the controller), so a power cycle does not cut a lockout short.
+    """
     if tamper_active:
         return Snapshot(state=State.TAMPER, door_open=door_open, tamper_active=True)
+    if lockout_until is not None:
+        return Snapshot(state=State.LOCKOUT, deadline=lockout_until, door_open=door_open)
     return Snapshot(state=State.IDLE, door_open=door_open)

@@ -82,6 +82,47 @@ def still_photo(img: np.ndarray, n: int, seed: int = 0, base_scale: float = 1.0)
     return out
 
 
+def held_photo(frame: np.ndarray, n: int, seed: int = 0) -> list[np.ndarray]:
+    """n frames of one fixed picture (``frame``) held up to the camera: only sensor noise changes."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        f = frame.astype(np.float32) + rng.normal(0, 2.0, frame.shape).astype(np.float32)
+        out.append(np.clip(np.rint(f), 0, 255).astype(np.uint8))
+    return out
+
+
+def grace_hopper() -> np.ndarray:
+    """matplotlib's sample photo of Grace Hopper (RGB), the demo's stranger."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+#: (scale, dx, dy, angle) that put each face at door-camera size in a 640×480 frame (IOD ~60 px)
+NEAR = {"astronaut": (1.6, 10.0, 120.0, 3.0), "grace_hopper": (1.0, 0.0, 0.0, 0.0)}
+
+
+def near(name: str) -> np.ndarray:
+    """The named person's photo placed at door-camera size (see NEAR)."""
+    img = astronaut() if name == "astronaut" else grace_hopper()
+    s, dx, dy, a = NEAR[name]
+    return place(img, s, dx, dy, a)
+
+
+def live_person(frame: np.ndarray, landmarks: np.ndarray, n: int, seed: int = 0, **kw) -> list[np.ndarray]:
+    """n frames of the person in ``frame`` shaking the head in 3-D and blinking (``synth.live_head``).
+
+    ``landmarks``: the face mesh of ``frame`` (468×3, from the face pipeline).  Defaults: yaw ±30° with a
+    10-frame period, pitch ±15° over 7 frames, a blink every 8 frames, noise σ 2.
+    """
+    from firmware.vision.liveness import synth
+
+    return synth.live_head(frame, landmarks, n, seed=seed, **kw)
+
+
 def enrolled() -> list[np.ndarray]:
     """Enrollment captures of the astronaut (several poses, as an enrollment session takes)."""
     img = astronaut()

@@ -95,17 +95,10 @@ class ReplayCamera:
         if self._frames is not None:
             img = np.asarray(self._frames[k])
         elif self._files:
-            import cv2
-
             path = self._files[k]
             if not self.path or not self.path.is_dir():
                 raise CameraGoneError(f"replay folder {self.path} disappeared")
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is None:
-                if not path.exists():
-                    raise CameraGoneError(f"replay frame {path} disappeared")
-                raise CameraGoneError(f"replay frame {path} cannot be decoded")
-            img = to_rgb(bgr)
+            img = _read_image(path)
         else:
             img = self._read_video(k)
         if self.size is not None and (img.shape[1], img.shape[0]) != self.size:
@@ -163,16 +156,77 @@ class ReplayCamera:
         self.t0 = None
 
 
-def write_replay_folder(folder: str | Path, frames: Sequence[np.ndarray]) -> Path:
-    """Write RGB frames as numbered PNGs (what ``ReplayCamera(folder)`` reads), for tests and benches."""
+def read_ppm(path: Path) -> np.ndarray:
+    """A binary PPM (P6, 8-bit) as RGB, read with numpy alone.
+
+    Why: raw frames need no decoder, which is how a camera delivers them; benchmarks replay PPM folders so
+    the daemon's memory and latency are not those of an image codec (OpenCV's costs the process ~45 MB).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CameraGoneError(f"replay frame {path} disappeared") from None
+    except OSError as exc:
+        raise CameraGoneError(f"replay frame {path} cannot be read: {exc.strerror or exc}") from None
+    fields: list[bytes] = []
+    pos = 0
+    while len(fields) < 4:  # magic, width, height, maxval; '#' comments allowed between them
+        while pos < len(data) and data[pos:pos + 1].isspace():
+            pos += 1
+        if data[pos:pos + 1] == b"#":
+            pos = data.find(b"\n", pos) + 1 or len(data)
+            continue
+        end = pos
+        while end < len(data) and not data[end:end + 1].isspace():
+            end += 1
+        if end == pos:
+            break
+        fields.append(data[pos:end])
+        pos = end
+    try:
+        if len(fields) != 4 or fields[0] != b"P6" or int(fields[3]) != 255:
+            raise ValueError("not an 8-bit binary PPM (P6)")
+        w, h = int(fields[1]), int(fields[2])
+        pixels = np.frombuffer(data, np.uint8, count=w * h * 3, offset=pos + 1)
+    except ValueError as exc:
+        raise CameraGoneError(f"replay frame {path} cannot be decoded: {exc}") from None
+    return pixels.reshape(h, w, 3).copy()
+
+
+def _read_image(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".ppm":
+        return read_ppm(path)
     import cv2
 
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        if not path.exists():
+            raise CameraGoneError(f"replay frame {path} disappeared")
+        raise CameraGoneError(f"replay frame {path} cannot be decoded")
+    return to_rgb(bgr)
+
+
+def write_replay_folder(folder: str | Path, frames: Sequence[np.ndarray], suffix: str = ".png") -> Path:
+    """Write RGB frames as numbered images (what ``ReplayCamera(folder)`` reads), for tests and benches.
+
+    ``suffix`` ".png" (compressed) or ".ppm" (raw: read back without a decoder, see :func:`read_ppm`).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if suffix not in (".png", ".ppm"):
+        raise CameraUnavailableError(f"replay frames are written as .png or .ppm, not {suffix}")
     for i, f in enumerate(frames):
-        p = folder / f"{i:06d}.png"
-        tmp = p.with_suffix(".tmp.png")
-        if not cv2.imwrite(str(tmp), np.ascontiguousarray(f[:, :, ::-1])):
-            raise CameraUnavailableError(f"cannot write {tmp}")
+        p = folder / f"{i:06d}{suffix}"
+        tmp = p.with_name(p.name + ".tmp")
+        rgb = np.ascontiguousarray(f, dtype=np.uint8)
+        if suffix == ".ppm":
+            tmp.write_bytes(b"P6\n%d %d\n255\n" % (rgb.shape[1], rgb.shape[0]) + rgb.tobytes())
+        else:
+            import cv2
+
+            ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+            if not ok:
+                raise CameraUnavailableError(f"cannot encode {p}")
+            tmp.write_bytes(buf.tobytes())
         os.replace(tmp, p)
     return folder

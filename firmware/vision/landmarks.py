@@ -12,6 +12,7 @@ import numpy as np
 
 from firmware.vision.detector import Detection
 from firmware.vision.errors import ModelLoadError
+from firmware.vision.imgops import invert_affine
 from firmware.vision.manifest import ModelSpec
 from firmware.vision.runtime import TFLiteModel
 
@@ -84,7 +85,7 @@ class FaceLandmarker:
         if presence < self.min_presence:
             return None
         pts = outs[self._pts].reshape(468, 3).astype(np.float64)
-        inv = cv2.invertAffineTransform(m)
+        inv = invert_affine(m)  # = cv2.invertAffineTransform, bit for bit
         xy = pts[:, :2] @ inv[:, :2].T + inv[:, 2]
         z = pts[:, 2] * np.sqrt(abs(np.linalg.det(inv[:, :2])))
         return FaceMesh(np.column_stack([xy, z]).astype(np.float32), presence)

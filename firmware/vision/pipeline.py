@@ -20,6 +20,7 @@ from firmware.vision.config import VisionConfig
 from firmware.vision.detector import BlazeFaceDetector, Detection
 from firmware.vision.embedder import Embedder
 from firmware.vision.image import validate_rgb
+from firmware.vision.imgops import pad_edge
 from firmware.vision.landmarks import FaceLandmarker, FaceMesh
 from firmware.vision.manifest import Manifest, ModelSpec
 from firmware.vision.quality import QualityConfig, QualityReport, Reason, assess
@@ -136,10 +137,8 @@ class FacePipeline:
             # a face filling the whole frame (a close-up crop) is outside the short-range model's
             # training distribution: shrink it by padding the frame with its border pixels
             def padded() -> list[Detection]:
-                import cv2
-
                 p = max(rgb.shape[:2]) // 4
-                dets = self.detector(cv2.copyMakeBorder(rgb, p, p, p, p, cv2.BORDER_REPLICATE))
+                dets = self.detector(pad_edge(rgb, p))  # = cv2.copyMakeBorder(BORDER_REPLICATE), bit for bit
                 for d in dets:
                     d.box -= p
                     d.keypoints -= p

@@ -1,12 +1,14 @@
 """`facelock bench runtime --json`: decision latency, idle frame rate and peak memory of the real daemon.
 
 It runs ``python -m firmware`` as its own process (mock GPIO pins, replay camera, file keystore, the
-astronaut enrolled through the template store) on 640×480 frames replayed at 30 fps:
+astronaut enrolled through the template store) on 640×480 frames replayed at 30 fps.  The frames are raw
+PPM files, read without an image decoder, as a camera delivers raw pixels:
 
 - ``decision_ms``: for each attempt, from the presentation time of the first replayed frame in which
   the enrolled face appears to the moment the daemon energized the relay (read back from the pin and
   written to the audit log), median and p95 over ``--attempts`` (>= 50).  Liveness is included when
-  installed (the face then blinks, as a photo cannot).
+  installed, with its calibrated thresholds: the face is then a live one (the head turning in 3-D and
+  blinking, ``provisioning.demofaces.live_person``), which a photo cannot imitate.
 - ``idle_fps``: frames examined per second with nobody in view (replayed faster than the loop can go).
 - ``peak_rss_mb``: the daemon process's peak resident memory (VmHWM), max over both runs.
 """
@@ -125,13 +127,14 @@ def command(as_json: bool, attempts: int, idle_seconds: float) -> None:
 
     rng = np.random.default_rng(0)
     if liveness:
-        base = df.place(df.astronaut(), 1.0, 10, 5, 3)
-        faces = df.blinking(base, FACE_FRAMES, pipe.process(base).primary.mesh.points, seed=1, period=8)
+        base = df.near("astronaut")
+        faces = df.live_person(base, pipe.process(base).primary.mesh.points, FACE_FRAMES, seed=1)
     else:
         faces = df.live_sequence(df.astronaut(), FACE_FRAMES, seed=1)
     cycle = [df.empty(rng=rng) for _ in range(EMPTY_FRAMES)] + faces
-    frames = write_replay_folder(tmp / "frames", cycle)
-    idle = write_replay_folder(tmp / "idle", [df.empty(rng=rng) for _ in range(10)])
+    # raw frames (PPM): a camera hands the daemon raw pixels, so no image decoder is measured with it
+    frames = write_replay_folder(tmp / "frames", cycle, suffix=".ppm")
+    idle = write_replay_folder(tmp / "idle", [df.empty(rng=rng) for _ in range(10)], suffix=".ppm")
     del pipe
 
     # -- decision latency -----------------------------------------------------------------------------
@@ -172,12 +175,15 @@ def command(as_json: bool, attempts: int, idle_seconds: float) -> None:
     result = {
         "decision_ms": {"median": round(float(np.median(lat)), 1) if len(lat) else None,
                         "p95": round(float(np.percentile(lat, 95)), 1) if len(lat) else None,
+                        "max": round(float(lat.max()), 1) if len(lat) else None,
                         "attempts": int(len(lat))},
         "idle_fps": round(idle_fps, 1),
         "peak_rss_mb": round(max(rss1, rss2), 1),
         "frame": {"width": 640, "height": 480, "replay_fps": FPS},
         "liveness": liveness,
         "granted_total": st.get("granted"),
+        "denied_total": st.get("denied"),  # failed attempts (no match) during the latency run
+        "spoof_total": st.get("spoof"),  # attempts liveness refused (a live face should have none)
     }
     import shutil
 

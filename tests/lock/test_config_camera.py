@@ -119,3 +119,21 @@ def test_opencv_unplugged_device_and_missing_picamera2():
     except ImportError:
         with pytest.raises(CameraUnavailableError, match="picamera2"):
             PiCamera().start()
+
+
+def test_ppm_frames_replay_exactly_and_bad_ones_are_typed(tmp_path):
+    """Raw PPM frames (what the runtime benchmark replays) read back bit for bit, without a decoder."""
+    from firmware.camera.replay import read_ppm
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    folder = write_replay_folder(tmp_path / "ppm", frames, suffix=".ppm")
+    cam = ReplayCamera(folder, fps=1000.0)
+    cam.start()
+    got = [cam.read(timeout=1.0).rgb for _ in range(3)]
+    cam.close()
+    assert all(np.array_equal(a, b) for a, b in zip(frames, got, strict=True))
+    bad = tmp_path / "bad.ppm"
+    bad.write_bytes(b"P5\n4 4\n255\n" + bytes(16))
+    with pytest.raises(CameraGoneError, match="P6"):
+        read_ppm(bad)

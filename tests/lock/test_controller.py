@@ -48,13 +48,15 @@ def test_enrolled_face_unlocks_then_relocks(make_harness, stages):
     rng = __import__("numpy").random.default_rng(1)
     frames = [df.empty(rng=rng) for _ in range(6)] + df.live_sequence(df.astronaut(), 24, seed=2) + \
         [df.empty(rng=rng) for _ in range(90)]
-    h = make_harness(frames, stages)
+    h = make_harness(frames, lambda: replace(stages(), pseudonyms={"astronaut": "0123456789abcdef"}))
     trace = relay_trace(h)
     assert not h.relay_pin_high()
     assert h.run_until(lambda: h.relay_pin_high(), timeout=15)
     assert h.ctl.snap.state is State.UNLOCKED and h.ctl.snap.user == "astronaut"
     granted = [r for r in h.audit.records() if r.kind == "granted"]
-    assert granted and granted[-1].data["user"] == "astronaut" and granted[-1].data["relay"] is True
+    # the audit log names the user by pseudonym only, never by id or name
+    assert granted and granted[-1].data["user"] == "0123456789abcdef" and granted[-1].data["relay"] is True
+    assert all(b"astronaut" not in f.read_bytes() for f in h.data_dir.glob("audit.db*"))  # db and WAL
     assert granted[-1].data["decision_ms"] > 0
     assert h.run_until(lambda: not h.relay_pin_high(), timeout=5)  # auto relock after unlock_s
     assert h.ctl.snap.state is not State.UNLOCKED
@@ -261,3 +263,14 @@ def test_held_up_photo_of_the_enrolled_face_is_refused_by_liveness(make_harness,
     assert h.ctl.counters.spoof == 1 and not any(pin for _, pin in trace)
     assert h.rows()[-1] in ("spoof", "spoof_lockout")
     assert "spoof_suspected" in outbox_types(h.data_dir)
+
+
+def test_attempt_is_abandoned_when_the_face_leaves(make_harness, stages):
+    """A face seen for two frames, then nobody: the attempt ends (face_lost) instead of waiting for the
+    verify timeout and later joining the next face's frames to these."""
+    frames = df.live_sequence(df.astronaut(), 2, seed=2) + [df.empty() for _ in range(40)]
+    h = make_harness(frames, stages, lock=LockConfig(verify_timeout_s=10.0, face_lost_s=0.3))
+    assert h.run_until(lambda: "face_lost" in h.rows(), timeout=10)
+    assert h.rows()[:2] == ["face_seen", "face_lost"] and not h.relay_pin_high()
+    assert h.ctl.snap.state is State.IDLE and h.ctl.attempt is None
+    assert h.ctl.lockout.failures == ()  # leaving is not a failed attempt

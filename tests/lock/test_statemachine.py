@@ -30,6 +30,7 @@ SCENARIOS: dict[str, tuple[dict, Input]] = {
     "spoof": ({}, Input(Event.SPOOF_SUSPECTED)),
     "spoof_lockout": ({}, Input(Event.SPOOF_SUSPECTED, lockout_s=60)),
     "verify_timeout": ({}, Input(Event.TIMER)),
+    "face_lost": ({}, Input(Event.FACE_LOST)),
     "denied_done": ({}, Input(Event.TIMER)),
     "lockout_over": ({}, Input(Event.TIMER)),
     "door_opened_unlocked": ({}, Input(Event.DOOR_OPENED)),

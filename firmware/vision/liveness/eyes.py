@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.vision.align import TEMPLATE_112, five_points_from_mesh, umeyama_similarity
+from firmware.vision.imgops import rgb_to_gray
 from firmware.vision.landmarks import LEFT_EYE_CONTOUR, RIGHT_EYE_CONTOUR
 
 DARK_FRACTION = 0.6
@@ -23,11 +24,9 @@ def eye_openness(face: np.ndarray, landmarks: np.ndarray) -> float:
     """Mean over both eyes of (dark height in the eye's central columns) / eye width; NaN when an eye's
     neighbourhood falls outside the crop.  ``face`` is the aligned crop made from this ``landmarks`` mesh
     (112×112 template; other square sizes are scaled)."""
-    import cv2
-
     size = face.shape[0]
     m = umeyama_similarity(five_points_from_mesh(landmarks), TEMPLATE_112) * (size / 112.0)
-    g = cv2.cvtColor(np.ascontiguousarray(face), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    g = rgb_to_gray(np.ascontiguousarray(face)).astype(np.float64)  # = cv2.cvtColor(RGB2GRAY), bit for bit
     vals = []
     for idx in (RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR):
         p = landmarks[list(idx), :2] @ m[:, :2].T + m[:, 2]

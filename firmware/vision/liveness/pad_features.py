@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from firmware.vision.imgops import rgb_to_hsv, rgb_to_ycrcb
 from firmware.vision.liveness.errors import LivenessInputError
 
 #: Crop size the features are computed at (the embedder's aligned 112×112 crop is used as is).
@@ -75,16 +76,16 @@ def fft_features(gray: np.ndarray) -> np.ndarray:
 
 def pad_features(face: np.ndarray) -> np.ndarray:
     """Feature vector of an RGB uint8 face crop (any size >= 32; resized to PAD_SIZE)."""
-    import cv2
-
     f = np.asarray(face)
     if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8 or min(f.shape[:2]) < 32:
         raise LivenessInputError(f"face crop must be (H>=32, W>=32, 3) uint8 RGB, got {f.shape} {f.dtype}")
-    if f.shape[:2] != (PAD_SIZE, PAD_SIZE):
+    if f.shape[:2] != (PAD_SIZE, PAD_SIZE):  # the pipeline's aligned crops are PAD_SIZE already
+        import cv2
+
         interp = cv2.INTER_AREA if min(f.shape[:2]) > PAD_SIZE else cv2.INTER_LINEAR
         f = cv2.resize(f, (PAD_SIZE, PAD_SIZE), interpolation=interp)
-    ycrcb = cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb)
-    hsv = cv2.cvtColor(f, cv2.COLOR_RGB2HSV)
+    ycrcb = rgb_to_ycrcb(f)  # = cv2.cvtColor(RGB2YCrCb / RGB2HSV), bit for bit (firmware.vision.imgops)
+    hsv = rgb_to_hsv(f)
     feats = []
     for img in (ycrcb, hsv):
         for ch in range(3):
