@@ -6,6 +6,13 @@ it connects, runs `client.loop()`, and between loop turns pumps the outbox with 
 session; the outbox, not paho's memory, is the source of truth, so a reconnect (or a process restart)
 resends every undelivered row in seq order, with the same bytes and so the same event id.
 
+Throughput (`facelock bench mqtt`): the client shares the interpreter lock with the thread that puts events,
+so what costs is every hand-over of that lock, not the work.  Rows put in this process reach the pump in
+memory (`_fresh`), never through a query; a put wakes the pump only when nothing is in flight (otherwise the
+PUBACKs wake it and it takes every fresh row at once); a pump's publishes leave in a few TLS writes and
+reads are buffered (`paho_io.BatchedIOClient`); and in the steady state the network thread never waits
+for the outbox lock (receipted deletes and polls of the disk are retried later when a put holds it).
+
 PUBACK marks a row published; the monitor's receipt (`facelock/<device>/receipt`) deletes it.  A broker
 killed between its PUBACK and its delivery to the monitor therefore loses nothing: the row is resent on
 the next connection, or after `receipt_timeout_s`, and the monitor de-duplicates by id.
@@ -41,6 +48,7 @@ from firmware.telemetry.errors import CommandRejected, TelemetryError
 from firmware.telemetry.events import make_event
 from firmware.telemetry.ha_discovery import DOOR_STATES, LOCK_STATES, discovery_messages
 from firmware.telemetry.outbox import Outbox, OutboxRow
+from firmware.telemetry.paho_io import BatchedIOClient
 from firmware.telemetry.tls import client_context
 
 log = logging.getLogger("facelock.telemetry")
@@ -48,6 +56,7 @@ log = logging.getLogger("facelock.telemetry")
 CommandHandler = Callable[[Command], Any]
 RECEIPT_MAX_BYTES = 256 * 1024
 FRESH_MAX = 10_000
+ACK_BACKLOG_MAX = 50_000  # receipted rows awaiting their delete beyond this: delete them, waiting if need be
 
 
 class TelemetryClient:
@@ -92,6 +101,8 @@ class TelemetryClient:
         # restart resends every row anyway, and this saves a disk write per event.
         self._awaiting: dict[str, tuple[float, int]] = {}
         self._last_stale_check = 0.0
+        self._last_disk_poll = 0.0
+        self._disk_idle = False
         self._last_ack_flush = 0.0
         self._last_eviction_check = 0.0
         # Cross-thread mailboxes (drained by the I/O thread).
@@ -164,7 +175,9 @@ class TelemetryClient:
     # -- I/O thread ------------------------------------------------------------------------
     def _on_put(self, row: OutboxRow) -> None:
         self._fresh.append(row)
-        if len(self._inflight) < self.config.max_inflight:  # else the next PUBACK wakes the pump anyway
+        # With events in flight, their PUBACKs wake the pump soon enough and it takes every fresh row at
+        # once; waking it per put would only trade the interpreter lock back and forth per event.
+        if not self._inflight:
             self._wake()
 
     def _wake(self) -> None:
@@ -182,8 +195,8 @@ class TelemetryClient:
             except OSError:
                 pass
 
-    def _new_client(self) -> mqtt.Client:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device, protocol=mqtt.MQTTv5)
+    def _new_client(self) -> BatchedIOClient:
+        c = BatchedIOClient(CallbackAPIVersion.VERSION2, client_id=self.device, protocol=mqtt.MQTTv5)
         c.tls_set_context(self._tls)
         # The window is enforced here (`_pump`), per event; paho's own limit would only add an O(window)
         # scan of its message table on every PUBACK, so it is switched off (0 = unlimited).
@@ -216,7 +229,8 @@ class TelemetryClient:
                     if rc != mqtt.MQTT_ERR_SUCCESS:
                         break
                     if self._connected.is_set():
-                        self._pump(client)
+                        with client.batch():  # this pump's publishes leave in a few TLS writes
+                            self._pump(client)
                 if self._stop.is_set() and self._connected.is_set():
                     self._goodbye(client)
             except Exception:  # noqa: BLE001 - the I/O thread must survive anything and reconnect
@@ -246,6 +260,7 @@ class TelemetryClient:
         self._cursor = 0
         self._acked.clear()
         self._awaiting.clear()
+        self._disk_idle = False
 
     def _goodbye(self, client: mqtt.Client) -> None:
         info = client.publish(topics.availability(self.device), b"offline", qos=1, retain=True)
@@ -419,7 +434,25 @@ class TelemetryClient:
                 rows.append(fresh.popleft())
                 expect += 1
             return rows
-        return self.outbox.pending(after_seq=self._cursor, limit=limit)
+        if not fresh and self._disk_idle:
+            # Every row put in this process comes through `_fresh`; the disk only holds news when another
+            # process puts (or rows predate this connection).  Once a look at the disk found nothing,
+            # look again at most every poll interval, and never wait for the outbox lock: a thread of
+            # this process putting events holds it while it commits, and the lock is not fair, so
+            # waiting would stall the network behind the producer (that producer's rows come through
+            # `_fresh` anyway).
+            now = time.monotonic()
+            if now - self._last_disk_poll < self.config.poll_interval_s:
+                return []
+            self._last_disk_poll = now
+            polled = self.outbox.pending_nowait(after_seq=self._cursor, limit=limit)
+            if polled is None:
+                return []
+            self._disk_idle = not polled
+            return polled
+        rows = self.outbox.pending(after_seq=self._cursor, limit=limit)
+        self._disk_idle = not rows
+        return rows
 
     def _resend_unreceipted(self, client: mqtt.Client, now: float) -> None:
         """Publish again, in seq order, events PUBACKed long ago whose receipt never came."""
@@ -449,6 +482,13 @@ class TelemetryClient:
         now = time.monotonic()
         if not force and len(self._acked) < 5000 and now - self._last_ack_flush < 0.2:
             return
-        self._last_ack_flush = now
-        acked, self._acked = self._acked, []
-        self.outbox.ack_seq(acked)
+        if force or len(self._acked) > ACK_BACKLOG_MAX:
+            acked, self._acked = self._acked, []
+            self.outbox.ack_seq(acked)
+            self._last_ack_flush = now
+            return
+        # Without waiting for a producer busy in `put`: whatever is left is tried on the next pump.
+        done = self.outbox.ack_seq_nowait(self._acked)
+        del self._acked[:done]
+        if not self._acked:
+            self._last_ack_flush = now

@@ -21,12 +21,12 @@ built so that a face image or an embedding cannot ride along: every value is a s
 
 from __future__ import annotations
 
-import copy
 import json
 import math
+import os
 import re
+import threading
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -86,6 +86,7 @@ DEFAULT_SEVERITY: dict[str, str] = {
 
 FORBIDDEN_KEY_PARTS = ("image", "frame", "embedding", "template", "pixel", "photo", "jpeg", "png")
 _KEYS = ("v", "id", "ts", "seq", "device", "type", "severity", "user_id", "reason", "scores", "data")
+_KEY_SET = frozenset(_KEYS)
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -115,9 +116,12 @@ class Event:
         object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
 
     def with_seq(self, seq: int) -> Event:
-        """A copy with `seq` set (the mappings are immutable, so sharing them is safe)."""
-        new = copy.copy(self)
-        object.__setattr__(new, "seq", seq)
+        """A copy with `seq` set (the mappings are immutable, so sharing them is safe).  Built directly
+        rather than through copy.copy: this runs once per stored event, on the lock's own thread."""
+        new = object.__new__(Event)
+        d = new.__dict__
+        d.update(self.__dict__)
+        d["seq"] = seq
         return new
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,23 +157,80 @@ def make_event(
     Raises EventValidationError on an unknown type or severity, non-scalar or oversize fields, or
     any field that looks like image or embedding data.
     """
-    event = Event(
-        id=event_id or str(uuid.uuid4()),
-        ts=time.time() if ts is None else float(ts),
-        device=device,
-        type=type,
-        severity=severity or DEFAULT_SEVERITY.get(type, "info"),
-        user_id=user_id,
-        reason=reason,
-        scores=dict(scores or {}),
-        data=dict(fields),
-    )
+    d = {
+        "v": SCHEMA_VERSION,
+        "id": event_id or new_event_id(),
+        "ts": time.time() if ts is None else float(ts),
+        "seq": None,
+        "device": device,
+        "type": type,
+        "severity": severity or DEFAULT_SEVERITY.get(type, "info"),
+        "user_id": user_id,
+        "reason": reason,
+        "scores": dict(scores or {}),
+        "data": fields,  # a fresh dict of this call's own keyword arguments
+    }
     try:
-        _validate(event.to_dict(), require_seq=False)
+        _validate(d, require_seq=False)
     except EventDecodeError as exc:
         raise EventValidationError(str(exc)) from None
-    object.__setattr__(event, "_checked", True)  # our own, not yet shared, instance
+    return _new_event(d, d["scores"], checked=True)
+
+
+def _new_event(d: dict[str, Any], scores: dict[str, float], *, checked: bool) -> Event:
+    """An Event from a validated field dict whose `scores` and `data` dicts nobody else holds.
+
+    Fills the instance directly instead of through the dataclass __init__ (+ __post_init__ copies):
+    every event passes here once on the device and once on the monitor, so this is the hot path."""
+    event = object.__new__(Event)
+    event.__dict__.update(
+        id=d["id"], ts=d["ts"], device=d["device"], type=d["type"], severity=d["severity"], seq=d["seq"],
+        user_id=d["user_id"], reason=d["reason"], scores=MappingProxyType(scores),
+        data=MappingProxyType(d["data"]), _checked=checked,
+    )
     return event
+
+
+# One encoder, built once: json.dumps with non-default options builds a new JSONEncoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class _RandomPool:
+    """os.urandom read 4 KiB at a time for event ids: the same kernel CSPRNG as uuid.uuid4(), without a
+    system call per event (each one hands the interpreter lock to the network thread and waits to get it
+    back).  Thread-safe; emptied in a forked child so parent and child never share ids."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buf = b""
+        self._pos = 0
+
+    def take16(self) -> bytes:
+        with self._lock:
+            pos = self._pos
+            if pos + 16 > len(self._buf):
+                self._buf, pos = os.urandom(self.SIZE), 0
+            self._pos = pos + 16
+            return self._buf[pos:pos + 16]
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._buf, self._pos = b"", 0
+
+
+_POOL = _RandomPool()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.reset)
+_V4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
+def new_event_id() -> str:
+    """A random (version 4, RFC 4122 variant) UUID in canonical text, like str(uuid.uuid4())."""
+    h = f"{int.from_bytes(_POOL.take16(), 'big') & _V4_CLEAR | _V4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def encode(event: Event) -> bytes:
@@ -183,7 +244,7 @@ def encode(event: Event) -> bytes:
             _validate(d, require_seq=True)
         except EventDecodeError as exc:
             raise EventValidationError(str(exc)) from None
-    raw = json.dumps(d, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    raw = _ENCODER.encode(d).encode()
     if len(raw) > MAX_EVENT_BYTES:
         raise EventValidationError(f"event is {len(raw)} bytes, more than {MAX_EVENT_BYTES}")
     return raw
@@ -198,7 +259,7 @@ def decode(raw: bytes | bytearray | str) -> Event:
     if len(raw) > MAX_EVENT_BYTES:
         raise EventDecodeError(f"payload is {len(raw)} bytes, more than {MAX_EVENT_BYTES}")
     try:
-        d = json.loads(bytes(raw).decode("utf-8"), parse_constant=_no_constants)
+        d = _DECODER.decode(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise EventDecodeError(f"not JSON: {exc.__class__.__name__}") from None
     if not isinstance(d, dict):
@@ -209,19 +270,8 @@ def decode(raw: bytes | bytearray | str) -> Event:
     if v != SCHEMA_VERSION:
         raise UnknownEventVersionError(f"unknown event schema version {v!r} (this build knows {SCHEMA_VERSION})")
     _validate(d, require_seq=True)
-    return Event(
-        id=d["id"],
-        ts=float(d["ts"]),
-        seq=d["seq"],
-        device=d["device"],
-        type=d["type"],
-        severity=d["severity"],
-        user_id=d["user_id"],
-        reason=d["reason"],
-        scores={k: float(x) for k, x in d["scores"].items()},
-        data=dict(d["data"]),
-        _checked=True,
-    )
+    d["ts"] = float(d["ts"])
+    return _new_event(d, {k: float(x) for k, x in d["scores"].items()}, checked=True)
 
 
 def severity_rank(severity: str) -> int:
@@ -230,6 +280,10 @@ def severity_rank(severity: str) -> int:
 
 def _no_constants(name: str) -> None:
     raise ValueError(f"JSON constant {name} is not allowed")
+
+
+# Built once: json.loads with a non-default option builds a new JSONDecoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
 
 
 def _is_int(x: object) -> bool:
@@ -244,19 +298,20 @@ def _short_text(x: object) -> bool:
     return isinstance(x, str) and len(x) <= MAX_TEXT
 
 
+_FORBIDDEN_RE = re.compile("|".join(FORBIDDEN_KEY_PARTS))
+
+
 def _check_key(where: str, key: object) -> None:
     if not isinstance(key, str) or not key or len(key) > 64:
         raise EventDecodeError(f"{where}: keys must be non-empty strings of at most 64 characters")
-    low = key.lower()
-    for part in FORBIDDEN_KEY_PARTS:
-        if part in low:
-            raise EventDecodeError(f"{where}: key {key!r} looks like image or embedding data, refused")
+    if _FORBIDDEN_RE.search(key.lower()) is not None:  # any FORBIDDEN_KEY_PARTS in the lower-cased key
+        raise EventDecodeError(f"{where}: key {key!r} looks like image or embedding data, refused")
 
 
 def _validate(d: dict[str, Any], *, require_seq: bool) -> None:
-    keys = set(d)
-    if keys != set(_KEYS):
-        extra, missing = sorted(keys - set(_KEYS)), sorted(set(_KEYS) - keys)
+    keys = d.keys()
+    if keys != _KEY_SET:
+        extra, missing = sorted(keys - _KEY_SET), sorted(_KEY_SET - keys)
         raise EventDecodeError(f"bad keys: unknown {extra}, missing {missing}")
     if not isinstance(d["id"], str) or _UUID_RE.fullmatch(d["id"]) is None:
         raise EventDecodeError("id must be a canonical (lower-case, hyphenated) UUID string")
@@ -268,9 +323,10 @@ def _validate(d: dict[str, Any], *, require_seq: bool) -> None:
             raise EventDecodeError("seq must be an integer >= 1")
     if not valid_device_id(d["device"]):
         raise EventDecodeError("device must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-    if d["type"] not in EVENT_TYPES:
+    # isinstance first: a JSON list or object is unhashable, and `in` would raise TypeError, not ours.
+    if not isinstance(d["type"], str) or d["type"] not in EVENT_TYPES:
         raise EventDecodeError(f"unknown event type {str(d['type'])[:40]!r}")
-    if d["severity"] not in SEVERITY_RANK:
+    if not isinstance(d["severity"], str) or d["severity"] not in SEVERITY_RANK:
         raise EventDecodeError(f"unknown severity {str(d['severity'])[:40]!r}")
     for name in ("user_id", "reason"):
         if d[name] is not None and not (_short_text(d[name]) and d[name]):

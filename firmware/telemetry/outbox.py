@@ -30,17 +30,21 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from firmware.telemetry.errors import OutboxError
 from firmware.telemetry.events import SEVERITIES, SEVERITY_RANK, Event, encode, make_event
 
 # No secondary index on purpose: each index costs a page write per commit, which halves the put rate.
 # Receipts delete by (seq, id) through the primary key; eviction scans, but only when the outbox is full.
+# No AUTOINCREMENT either: it rewrites sqlite_sequence on every insert (a second page per commit, ~20% of a
+# put).  A seq is still never reused: every transaction that deletes rows first records the highest seq in
+# meta('max_seq'), and the next seq is 1 + the larger of that and max(seq).  (Files made by earlier versions
+# keep their AUTOINCREMENT table; sqlite_sequence is then read too.)
 _SCHEMA = """
 create table if not exists events(
-    seq integer primary key autoincrement,
+    seq integer primary key,
     id text not null,
     type text not null,
     severity integer not null,
@@ -50,10 +54,14 @@ create table if not exists events(
 create table if not exists meta(key text primary key, value integer not null);
 """
 _INSERT = "insert into events(seq, id, type, severity, created, payload) values (?,?,?,?,?,?)"
+_RECORD_MAX_SEQ = ("insert into meta(key, value) select 'max_seq', coalesce(max(seq), 0) from events where true "
+                   "on conflict(key) do update set value=max(value, excluded.value)")
 
 
-@dataclass(frozen=True)
-class OutboxRow:
+class OutboxRow(NamedTuple):
+    """One stored event as the publisher needs it (a named tuple: one is built per put and per row read,
+    and a frozen dataclass costs several times more to construct)."""
+
     seq: int
     id: str
     type: str
@@ -82,6 +90,8 @@ class Outbox:
             self._db.execute("pragma page_size=1024")
             self._db.execute("pragma journal_mode=wal")
             self._db.executescript(_SCHEMA)
+            self._has_sqlite_sequence = self._db.execute(
+                "select 1 from sqlite_master where name='sqlite_sequence'").fetchone() is not None
             os.chmod(self.path, 0o600)
             self._data_version = -1
             self._checked_at = 0.0
@@ -139,9 +149,18 @@ class Outbox:
         dv = self._db.execute("pragma data_version").fetchone()[0]
         if force or dv != self._data_version:
             self._count = self._db.execute("select count(*) from events").fetchone()[0]
-            row = self._db.execute("select seq from sqlite_sequence where name='events'").fetchone()
-            self._last_seq = int(row[0]) if row else 0
+            self._last_seq = self._highest_seq()
             self._data_version = dv
+
+    def _highest_seq(self) -> int:
+        """The highest seq ever stored: in the table, or recorded by a delete that removed it."""
+        seq = self._db.execute(
+            "select max(coalesce((select max(seq) from events), 0),"
+            " coalesce((select value from meta where key='max_seq'), 0))").fetchone()[0]
+        if self._has_sqlite_sequence:
+            row = self._db.execute("select seq from sqlite_sequence where name='events'").fetchone()
+            seq = max(seq, int(row[0]) if row else 0)
+        return int(seq)
 
     def _insert(self, build: Callable[[int, dict[str, int]], Event], severity: str, *, report: bool
                 ) -> tuple[Event, OutboxRow]:
@@ -217,35 +236,69 @@ class Outbox:
         """Delete delivered events by (seq, id), through the primary key; both must match."""
         return self._delete("delete from events where seq=? and id=?", [(int(s), i) for s, i in entries])
 
+    def ack_seq_nowait(self, entries: list[tuple[int, str]], chunk: int = 256) -> int:
+        """`ack_seq` for the network thread: one short transaction per `chunk` entries, and never a wait
+        for the outbox, which a thread putting events may hold almost continuously (the lock is not
+        fair, so a blocking delete could stall the network for as long as the burst lasts).  Returns how
+        many leading entries were dealt with; the caller keeps the rest for its next try."""
+        done = 0
+        while done < len(entries):
+            part = entries[done:done + chunk]
+            if not self._lock.acquire(blocking=False):
+                break
+            try:
+                self._delete_locked("delete from events where seq=? and id=?", [(int(s), i) for s, i in part])
+            finally:
+                self._lock.release()
+            done += len(part)
+        return done
+
     def _delete(self, sql: str, rows: list[tuple]) -> int:
         if not rows:
             return 0
         with self._lock:
-            # Deletes need no fsync: losing one to a power cut only means a harmless resend.
-            self._set_sync(full=False)
+            return self._delete_locked(sql, rows)
+
+    def _delete_locked(self, sql: str, rows: list[tuple]) -> int:
+        # Deletes need no fsync: losing one to a power cut only means a harmless resend (and the
+        # high-water mark below is committed, or not, together with the deletes it covers).
+        self._set_sync(full=False)
+        try:
+            self._db.execute("begin immediate")
             try:
-                self._db.execute("begin immediate")
-                try:
-                    before = self._db.total_changes
-                    self._db.executemany(sql, rows)
-                    deleted = self._db.total_changes - before
-                    self._db.execute("commit")
-                except BaseException:
-                    self._db.execute("rollback")
-                    raise
-            except sqlite3.Error as exc:
-                raise OutboxError(f"outbox write failed: {exc}") from exc
-            self._count -= deleted
-            return deleted
+                self._db.execute(_RECORD_MAX_SEQ)
+                before = self._db.total_changes
+                self._db.executemany(sql, rows)
+                deleted = self._db.total_changes - before
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox write failed: {exc}") from exc
+        self._count -= deleted
+        return deleted
 
     # -- reading -------------------------------------------------------------------------------
     def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         """Rows with seq > after_seq in seq order (not yet delivered, or delivered but not receipted)."""
         with self._lock:
-            rows = self._db.execute(
-                "select seq, id, type, severity, payload from events where seq>? order by seq limit ?",
-                (after_seq, limit),
-            ).fetchall()
+            return self._pending_locked(after_seq, limit)
+
+    def pending_nowait(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow] | None:
+        """`pending`, or None at once if another thread of this process is using the outbox."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._pending_locked(after_seq, limit)
+        finally:
+            self._lock.release()
+
+    def _pending_locked(self, after_seq: int, limit: int) -> list[OutboxRow]:
+        rows = self._db.execute(
+            "select seq, id, type, severity, payload from events where seq>? order by seq limit ?",
+            (after_seq, limit),
+        ).fetchall()
         return [OutboxRow(r[0], r[1], r[2], SEVERITIES[r[3]], bytes(r[4])) for r in rows]
 
     def rows(self, ids: list[str]) -> list[OutboxRow]:

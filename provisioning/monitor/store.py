@@ -115,6 +115,17 @@ class MonitorStore:
         with self._lock:
             return self._db.execute("select count(*) from events").fetchone()[0]
 
+    def last_rowid(self) -> int:
+        """The rowid of the newest stored event (0 when empty): a mark for `count_after`."""
+        with self._lock:
+            return self._db.execute("select coalesce(max(rowid), 0) from events").fetchone()[0]
+
+    def count_after(self, rowid: int) -> int:
+        """Events stored after the `last_rowid()` mark: reads only those rows, unlike `event_count`, whose
+        full count would cost a polling benchmark more and more CPU as the store grows."""
+        with self._lock:
+            return self._db.execute("select count(*) from events where rowid > ?", (rowid,)).fetchone()[0]
+
     def counters(self) -> dict[str, int]:
         with self._lock:
             return dict(self._db.execute("select name, value from counters").fetchall())

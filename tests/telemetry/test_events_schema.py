@@ -68,6 +68,8 @@ def _good() -> dict:
     lambda d: d.update(seq=0),
     lambda d: d.update(seq=True),
     lambda d: d.update(type=5),
+    lambda d: d.update(type=["access_granted"]),  # unhashable: must still be a typed error
+    lambda d: d.update(severity={"info": 1}),
     lambda d: d.update(extra=1),
     lambda d: d.update(scores=[1, 2]),
     lambda d: d.update(data={"k": {"nested": 1}}),
@@ -102,3 +104,41 @@ def test_decode_never_raises_anything_but_typed_errors(raw: bytes) -> None:
         decode(raw)
     except EventDecodeError:
         pass
+
+
+def test_event_ids_are_canonical_random_uuid4() -> None:
+    import uuid
+
+    from firmware.telemetry.events import new_event_id
+
+    ids = [new_event_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    for i in ids[:500]:
+        u = uuid.UUID(i)
+        assert str(u) == i and u.version == 4 and u.variant == uuid.RFC_4122
+
+
+def _child_id(conn) -> None:
+    from firmware.telemetry.events import new_event_id
+
+    conn.send(new_event_id())
+    conn.close()
+
+
+def test_a_forked_child_never_repeats_the_parents_event_ids() -> None:
+    """Ids come from a buffer of os.urandom bytes; a fork must not hand the child the same buffer."""
+    import multiprocessing
+    import os
+
+    from firmware.telemetry.events import new_event_id
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    new_event_id()  # the parent's buffer is now filled
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    p = ctx.Process(target=_child_id, args=(child_end,))
+    p.start()
+    child = parent_end.recv()
+    p.join(10)
+    assert child != new_event_id()

@@ -121,3 +121,64 @@ def test_rows_by_seq_and_by_id(tmp_path: Path) -> None:
     evs = [ob.put(make_event("d1", "door_opened")) for _ in range(5)]
     assert [r.id for r in ob.rows_by_seq([4, 2, 99])] == [evs[1].id, evs[3].id]
     assert [r.seq for r in ob.rows([evs[4].id, evs[0].id])] == [1, 5]
+
+
+def test_nowait_reads_and_deletes_step_aside_while_another_thread_holds_the_outbox(tmp_path: Path) -> None:
+    """The network thread must never queue behind a producer busy in put(): it skips and retries."""
+    import threading
+
+    ob = Outbox(tmp_path / "o.db")
+    rows = [ob.put(make_event("d1", "access_granted")) for _ in range(600)]
+    entries = [(e.seq, e.id) for e in rows]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ob._lock:  # what a put does while it commits
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert held.wait(10)
+        assert ob.pending_nowait(0, 10) is None
+        assert ob.ack_seq_nowait(entries) == 0
+    finally:
+        release.set()
+        t.join()
+    assert [r.seq for r in ob.pending_nowait(0, 3)] == [1, 2, 3]
+    assert ob.ack_seq_nowait(entries[:500], chunk=128) == 500  # in short transactions
+    assert [r.seq for r in ob] == list(range(501, 601))
+    assert ob.ack_seq_nowait(entries) == 600 and len(ob) == 0  # already-deleted entries are harmless
+
+
+def test_seq_is_never_reused_even_when_every_row_was_deleted(tmp_path: Path) -> None:
+    ob = Outbox(tmp_path / "o.db")
+    rows = [ob.put(make_event("d1", "access_granted")) for _ in range(3)]
+    assert ob.ack_seq([(e.seq, e.id) for e in rows]) == 3 and len(ob) == 0
+    assert ob.put(make_event("d1", "door_opened")).seq == 4
+    last = list(ob)[0]
+    ob.ack(last.id)
+    ob.close()
+    ob2 = Outbox(tmp_path / "o.db")  # a new process: nothing left in the table, the mark remains
+    assert ob2.last_seq() == 4 and ob2.put(make_event("d1", "tamper")).seq == 5
+
+
+def test_an_outbox_file_from_the_autoincrement_schema_keeps_counting(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        create table events(seq integer primary key autoincrement, id text not null, type text not null,
+                            severity integer not null, created real not null, payload blob not null);
+        create table meta(key text primary key, value integer not null);
+    """)
+    for i in range(1, 8):
+        con.execute("insert into events(id, type, severity, created, payload) values (?,?,?,?,?)",
+                    (f"id{i}", "heartbeat", 0, 1.0, b"{}"))
+    con.execute("delete from events")
+    con.commit()
+    con.close()
+    ob = Outbox(path)
+    assert ob.put(make_event("d1", "tamper")).seq == 8
