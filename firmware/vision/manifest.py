@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware import fsutil
 from firmware.vision.errors import (
     ModelIntegrityError,
     ModelManifestError,
@@ -151,7 +152,5 @@ class Manifest:
 
     def save(self, path: str | Path | None = None) -> Path:
         p = Path(path) if path is not None else (self.path or self.directory / MANIFEST_NAME)
-        tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-        os.replace(tmp, p)
+        fsutil.atomic_write(p, (json.dumps(self.data, indent=2, sort_keys=False) + "\n").encode(), 0o644)
         return p
