@@ -18,7 +18,6 @@ class OpenCVCamera:
         self.name = f"opencv:{source}"
         self._cap = None
         self._grabber: GrabberThread | None = None
-        self._next = 0
 
     def _device_path(self) -> Path | None:
         s = str(self.source)
@@ -61,9 +60,7 @@ class OpenCVCamera:
     def read(self, timeout: float) -> Frame:
         if self._grabber is None:
             raise CameraUnavailableError(f"{self.name} not started")
-        f = self._grabber.read(timeout, self._next)
-        self._next = f.index + 1
-        return f
+        return self._grabber.read(timeout)
 
     def close(self) -> None:
         if self._grabber is not None:

@@ -16,7 +16,6 @@ class PiCamera:
         self.name = "picamera2"
         self._cam: Any = None
         self._grabber: GrabberThread | None = None
-        self._next = 0
 
     def start(self) -> None:
         try:
@@ -46,9 +45,7 @@ class PiCamera:
     def read(self, timeout: float) -> Frame:
         if self._grabber is None:
             raise CameraUnavailableError("picamera2 not started")
-        f = self._grabber.read(timeout, self._next)
-        self._next = f.index + 1
-        return f
+        return self._grabber.read(timeout)
 
     def close(self) -> None:
         if self._grabber is not None:

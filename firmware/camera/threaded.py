@@ -25,6 +25,7 @@ class GrabberThread:
         self._error: CameraError | None = None
         self._stop = threading.Event()
         self._index = 0
+        self._next = 0  # the reader's cursor: each read returns a frame it has not seen
         self._thread = threading.Thread(target=self._run, name=f"grab-{name}", daemon=True)
 
     def start(self) -> None:
@@ -49,8 +50,13 @@ class GrabberThread:
                 self._index += 1
                 self._cond.notify_all()
 
-    def read(self, timeout: float, after: int) -> Frame:
-        """The newest frame with index >= ``after``."""
+    def read(self, timeout: float) -> Frame:
+        """The newest frame the reader has not seen yet (older unread ones are dropped, like a sensor)."""
+        frame = self._wait(timeout, self._next)
+        self._next = frame.index + 1
+        return frame
+
+    def _wait(self, timeout: float, after: int) -> Frame:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
