@@ -51,7 +51,7 @@ sanitize: install
 	FACELOCK_NATIVE_LIB=$$(ls $(SANITIZE_DIR)/firmware/_facelock_native*.so 2>/dev/null || ls $(SANITIZE_DIR)/_facelock_native*.so) \
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	$(PY) -m pytest -p no:cacheprovider tests/native tests/crypto -q
+	$(PY) -m pytest -p no:cacheprovider tests/native tests/crypto tests/security/test_native_tables.py -q
 
 models:
 	$(MAKE) -C models

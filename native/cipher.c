@@ -93,6 +93,20 @@ int fl_perm_build(fl_chaos_state *st, size_t len, uint32_t *tables, size_t n_wor
     return 0;
 }
 
+/* 0 when each of the n entries of p is below bound, else -1.  It may stop at
+ * the first bad entry: tables built by fl_perm_build never have one, so the
+ * timing says nothing about a well-formed (key-derived) table. */
+static int fl_indices_below(const uint32_t *p, size_t n, size_t bound)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if ((size_t) p[i] >= bound) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int fl_perm_apply(uint8_t *out, const uint8_t *in, size_t len, const uint32_t *tables,
                   size_t n_words, int inverse)
 {
@@ -109,6 +123,19 @@ int fl_perm_apply(uint8_t *out, const uint8_t *in, size_t len, const uint32_t *t
     colp = tables + rows;
     shift = tables + rows + cols;
     remp = tables + 2 * rows + cols;
+    /* Every index is range-checked before the first byte moves: tables that
+     * fl_perm_build did not make (or that were altered) give -1 and leave
+     * `out` untouched, never an out-of-bounds read or write. */
+    if (fl_indices_below(rowp, rows, rows) != 0 || fl_indices_below(colp, cols, cols) != 0 ||
+        fl_indices_below(shift, rows, cols) != 0 || fl_indices_below(remp, rem, rem) != 0) {
+        return -1;
+    }
+    if (inverse && len > 0) {
+        /* The inverse scatters cells to table-chosen places: with a table that
+         * is in range but not a permutation some cells would not be written,
+         * so start from zeros rather than return whatever memory held. */
+        memset(out, 0, len);
+    }
     for (r = 0; r < rows; r++) {
         const size_t src_row = (size_t) rowp[r] * cols;
         const size_t dst_row = r * cols;

@@ -11,6 +11,8 @@ ASan/UBSan build of ``make sanitize``) to load that one instead.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib.util
 import os
 from typing import Any
@@ -97,7 +99,57 @@ def keystream(seed: Buffer, n: int) -> np.ndarray:
     return out
 
 
-def perm_tables(seed: Buffer, length: int) -> np.ndarray:
+# A per-process key tags every table set perm_tables() builds, so perm_apply() can tell its own
+# tables from ones a caller assembled or edited (the C core range-checks indices regardless).
+_TABLE_TAG_KEY = os.urandom(32)
+
+
+def _table_tag(words: bytes, length: int) -> bytes:
+    return hashlib.blake2b(words, key=_TABLE_TAG_KEY, digest_size=16,
+                           person=b"fl-perm-tables", salt=length.to_bytes(16, "little")).digest()
+
+
+class PermTables:
+    """Row/column permutation tables for one buffer length, as built by `perm_tables`.
+
+    Immutable and opaque on purpose: `perm_apply` accepts only tables this
+    module built (checked by a keyed tag), so a table of hostile indices
+    cannot reach the C core through the binding.  ``np.asarray(tables)`` gives
+    a read-only uint32 view for tests that compare them with the reference.
+    """
+
+    __slots__ = ("_words", "_tag", "length")
+
+    def __init__(self) -> None:
+        raise TypeError("PermTables are built by perm_tables(seed, length), not by hand")
+
+    @classmethod
+    def _built(cls, words: bytes, length: int) -> PermTables:
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "_words", words)
+        object.__setattr__(obj, "length", length)
+        object.__setattr__(obj, "_tag", _table_tag(words, length))
+        return obj
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("PermTables are immutable")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        arr = np.frombuffer(self._words, dtype=np.uint32)  # read-only: backed by bytes
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self._words) // 4
+
+    def _verified_words(self, length: int) -> bytes:
+        if length != self.length:
+            raise NativeError(f"perm_apply: tables built for {self.length} bytes, data has {length}")
+        if not hmac.compare_digest(self._tag, _table_tag(self._words, self.length)):
+            raise NativeError("perm_apply: these tables were not built by perm_tables() (altered)")
+        return self._words
+
+
+def perm_tables(seed: Buffer, length: int) -> PermTables:
     """The row/column permutation tables for a buffer of ``length`` bytes."""
     st = _state(seed)
     words = lib.fl_perm_scratch_words(length)
@@ -105,17 +157,24 @@ def perm_tables(seed: Buffer, length: int) -> np.ndarray:
     _check(
         lib.fl_perm_build(st, length, ffi.from_buffer("uint32_t[]", tables), words), "fl_perm_build"
     )
-    return tables
+    return PermTables._built(tables.tobytes(), length)
 
 
-def perm_apply(data: Buffer, tables: np.ndarray, inverse: bool = False) -> np.ndarray:
+def perm_apply(data: Buffer, tables: PermTables, inverse: bool = False) -> np.ndarray:
+    """Permute (or, with ``inverse``, un-permute) the 32-byte cells of ``data``.
+
+    ``tables`` must come from `perm_tables` for this length (NativeError otherwise): the
+    binding refuses tables it did not build, and the C core range-checks every index.
+    """
     src = as_bytes_view(data)
-    t = np.ascontiguousarray(tables, dtype=np.uint32)
+    if not isinstance(tables, PermTables):
+        raise NativeError(f"perm_apply: tables must come from perm_tables(), not {type(tables).__name__}")
+    words = tables._verified_words(src.size)
     out = np.empty(src.size, dtype=np.uint8)
     _check(
         lib.fl_perm_apply(
             ffi.from_buffer("uint8_t[]", out), _in(src), src.size,
-            ffi.from_buffer("uint32_t[]", t), t.size, int(inverse),
+            ffi.from_buffer("uint32_t[]", words), len(words) // 4, int(inverse),
         ),
         "fl_perm_apply",
     )
