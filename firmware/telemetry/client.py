@@ -49,6 +49,7 @@ from firmware.telemetry.events import make_event
 from firmware.telemetry.ha_discovery import DOOR_STATES, LOCK_STATES, discovery_messages
 from firmware.telemetry.outbox import Outbox, OutboxRow
 from firmware.telemetry.paho_io import BatchedIOClient
+from firmware.telemetry.replay_guard import device_clock
 from firmware.telemetry.tls import client_context
 
 log = logging.getLogger("facelock.telemetry")
@@ -69,7 +70,7 @@ class TelemetryClient:
         on_command: CommandHandler | None = None,
         *,
         nonces: NonceStore | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = device_clock,
     ) -> None:
         config.check()
         self.config = config

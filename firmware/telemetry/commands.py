@@ -20,10 +20,7 @@ import base64
 import binascii
 import json
 import math
-import os
 import secrets
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware.telemetry.errors import CommandRejected, TelemetryError
+from firmware.telemetry.replay_guard import ReplayGuard, device_clock
 from firmware.telemetry.topics import ROOT
 
 COMMAND_VERSION = 1
@@ -107,40 +105,7 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     return key
 
 
-class NonceStore:
-    """Nonces already accepted, persisted in SQLite so a replay is refused across restarts too.
-
-    Only nonces younger than the freshness window matter (older commands are refused as stale), so
-    rows older than `keep_s` are pruned as new ones arrive.
-    """
-
-    def __init__(self, path: str | Path, keep_s: float = 600.0) -> None:
-        self.keep_s = keep_s
-        self._lock = threading.Lock()
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._db.execute("pragma journal_mode=wal")
-        self._db.execute("pragma synchronous=FULL")
-        self._db.execute("create table if not exists nonces(nonce text primary key, ts real not null)")
-        self._db.execute("create index if not exists nonces_ts on nonces(ts)")
-        os.chmod(path, 0o600)
-
-    def add(self, nonce: str, now: float) -> bool:
-        """Remember `nonce`; False when it was already there (a replay)."""
-        with self._lock:
-            self._db.execute("begin immediate")
-            try:
-                self._db.execute("delete from nonces where ts<?", (now - self.keep_s,))
-                cur = self._db.execute("insert or ignore into nonces(nonce, ts) values (?, ?)", (nonce, now))
-                self._db.execute("commit")
-            except sqlite3.Error:
-                self._db.execute("rollback")
-                raise
-            return cur.rowcount == 1
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+NonceStore = ReplayGuard  # the replay store (firmware.telemetry.replay_guard): nonces + high-water mark
 
 
 class CommandVerifier:
@@ -152,7 +117,7 @@ class CommandVerifier:
         public_key: Ed25519PublicKey,
         nonces: NonceStore,
         max_age_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = device_clock,
     ) -> None:
         self.device_id = device_id
         self.public_key = public_key
@@ -213,8 +178,7 @@ class CommandVerifier:
         if abs(now - ts) > self.max_age_s:
             raise CommandRejected("stale", f"timestamp {now - ts:+.1f} s off (limit {self.max_age_s:g} s)")
         _check_args(name, args)
-        if not self.nonces.add(nonce, now):
-            raise CommandRejected("replay", "nonce already used")
+        self.nonces.admit(nonce, float(ts), self.max_age_s)  # replay / older than accepted: CommandRejected
         return Command(name=name, device=device, ts=float(ts), nonce=nonce, args=dict(args))
 
 
