@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from firmware.config_errors import ConfigError
-from firmware.policy import PolicyConfig
-from firmware.statemachine import Timing
+from firmware.lock.policy import PolicyConfig
+from firmware.lock.statemachine import Timing
 
 DEFAULT_DATA_DIR = "/var/lib/facelock"
 DEFAULT_CONFIG = "/etc/facelock/facelock.toml"

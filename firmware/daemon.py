@@ -146,7 +146,7 @@ def limit_malloc_arenas(n: int = 2, mmap_threshold: int = 128 * 1024) -> None:
 def start_telemetry(cfg: Any, events: Any, ctl: Any, data_dir: Path) -> Any:
     """The MQTT client over the event outbox, when ``[mqtt]`` is configured; None otherwise.
 
-    Signed commands reach the lock through :class:`firmware.remote.RemoteCommands` (run on the lock loop's
+    Signed commands reach the lock through :class:`firmware.lock.remote.RemoteCommands` (run on the lock loop's
     thread).  A client that cannot be built (a certificate file missing, say) is logged and skipped: the
     door keeps working and events keep going into the outbox, to be sent once MQTT is fixed.
     """
@@ -157,8 +157,8 @@ def start_telemetry(cfg: Any, events: Any, ctl: Any, data_dir: Path) -> Any:
     if outbox is None:
         log.error("[mqtt] is configured but the event outbox is not available: telemetry off")
         return None
-    from firmware.remote import RemoteCommands
-    from firmware.stages import revoke_user
+    from firmware.lock.remote import RemoteCommands
+    from firmware.lock.stages import revoke_user
     from firmware.telemetry.client import TelemetryClient
 
     sections = dict(cfg.sections)
@@ -178,7 +178,7 @@ def publish_state(client: Any, ctl: Any) -> None:
     """The retained ``facelock/<device>/state`` after a state change (lock read back from the relay)."""
     if client is None:
         return
-    from firmware.policy import Lockdown
+    from firmware.lock.policy import Lockdown
 
     door = "unknown" if ctl.cfg.gpio.door_pin == -1 else ("open" if ctl.snap.door_open else "closed")
     try:
@@ -191,11 +191,11 @@ def publish_state(client: Any, ctl: Any) -> None:
 
 def run(cfg: Any, run_for: float | None = None) -> int:
     from firmware.audit import AuditLog
-    from firmware.camera import open_camera
-    from firmware.controller import Controller
-    from firmware.gpio import LockIO
-    from firmware.lockstate import LockStateFile
-    from firmware.stages import build_stages, open_event_sink
+    from firmware.hw.camera import open_camera
+    from firmware.hw.gpio import LockIO
+    from firmware.lock.controller import Controller
+    from firmware.lock.lockstate import LockStateFile
+    from firmware.lock.stages import build_stages, open_event_sink
 
     limit_malloc_arenas()
     data_dir: Path = cfg.data_dir
@@ -214,7 +214,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     io = LockIO(cfg.gpio)
     sim = None
     if io.is_mock:
-        from firmware.siminputs import SimInputServer
+        from firmware.hw.siminputs import SimInputServer
 
         sim = SimInputServer(io, data_dir / "sim.sock")
     ctl = None

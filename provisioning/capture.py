@@ -137,7 +137,7 @@ def from_images(folder: Path, frames: int, progress: Callable[[int, str], None] 
 def camera_frames(source: str, max_frames: int, timeout_s: float) -> Iterator[tuple[float, np.ndarray]]:
     """(t, RGB frame) from a camera: a V4L2 index or /dev/videoN, "picamera2", or a replay source.
 
-    Live sources go through the lock's own camera backends (firmware.camera), so
+    Live sources go through the lock's own camera backends (firmware.hw.camera), so
     a missing or unplugged camera is the same typed error the daemon sees.  A
     folder of images or a video file is replayed *deterministically*, every
     frame in order with t = k/30 s: a scripted enrollment gives the same result
@@ -151,14 +151,14 @@ def camera_frames(source: str, max_frames: int, timeout_s: float) -> Iterator[tu
     if path.is_file():
         yield from _video_frames(path, max_frames)
         return
-    from firmware.camera.base import CameraStalledError
+    from firmware.hw.camera.base import CameraStalledError
 
     if source == "picamera2":
-        from firmware.camera.picamera import PiCamera
+        from firmware.hw.camera.picamera import PiCamera
 
         cam = PiCamera()
     elif source.isdigit() or source.startswith("/dev/"):
-        from firmware.camera.opencv_camera import OpenCVCamera
+        from firmware.hw.camera.opencv_camera import OpenCVCamera
 
         cam = OpenCVCamera(source)
     else:

@@ -5,7 +5,7 @@ What runs is the real firmware: the controller, state machine, policy, face pipe
 the lock-state file, the audit chain and the telemetry outbox.  Only hardware is simulated: gpiozero mock
 pins, and a replay camera over faces from packages (scikit-image's astronaut is enrolled; matplotlib's
 Grace Hopper is the stranger).  A *live* person turns the head in 3-D and blinks
-(``firmware.vision.liveness.synth.head_pose``); the held-up photo is one fixed picture.  Everything lives
+(``provisioning.research.synth.head_pose``); the held-up photo is one fixed picture.  Everything lives
 in a temporary data dir that is removed at the end.
 
 The script, each step a check that can fail on its own:
@@ -160,16 +160,16 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     from rich.live import Live
     from rich.table import Table
 
-    from firmware import statemachine as sm
     from firmware.audit import AuditLog
-    from firmware.camera.replay import ReplayCamera
     from firmware.config import Config, DeviceConfig, LockConfig
-    from firmware.controller import Controller
-    from firmware.gpio import LockIO
+    from firmware.hw.camera.replay import ReplayCamera
+    from firmware.hw.gpio import LockIO
     from firmware.keystore import KeystoreConfig
-    from firmware.lockstate import LockStateFile
-    from firmware.policy import PolicyConfig
-    from firmware.stages import StageUnavailableError, build_pipeline, build_stages, open_event_sink
+    from firmware.lock import statemachine as sm
+    from firmware.lock.controller import Controller
+    from firmware.lock.lockstate import LockStateFile
+    from firmware.lock.policy import PolicyConfig
+    from firmware.lock.stages import StageUnavailableError, build_pipeline, build_stages, open_event_sink
     from provisioning import demofaces as df
 
     console = Console()

@@ -118,7 +118,7 @@ def live_person(frame: np.ndarray, landmarks: np.ndarray, n: int, seed: int = 0,
     ``landmarks``: the face mesh of ``frame`` (468×3, from the face pipeline).  Defaults: yaw ±30° with a
     10-frame period, pitch ±15° over 7 frames, a blink every 8 frames, noise σ 2.
     """
-    from firmware.vision.liveness import synth
+    from provisioning.research import synth
 
     return synth.live_head(frame, landmarks, n, seed=seed, **kw)
 
@@ -139,7 +139,7 @@ def blinking(img: np.ndarray, n: int, landmarks: np.ndarray, seed: int = 0, peri
     (``landmarks`` from the face pipeline on ``img``); no global motion, so a flat photo's
     "moves as one plane" signature is absent.
     """
-    from firmware.vision.liveness import synth
+    from provisioning.research import synth
 
     rng = np.random.default_rng(seed)
     cycle = [0.0] * (period - 3) + [0.6, 1.0, 0.6]

@@ -1,8 +1,8 @@
-"""Parse `facelock policy set` arguments into the schedule windows of firmware.policy.
+"""Parse `facelock policy set` arguments into the schedule windows of firmware.lock.policy.
 
 Pure: strings in, a validated window dict out (the same shape as a
 ``[[policy.schedule.<user>]]`` entry of the config file), so the CLI and the
-config share one validator (firmware.policy.window_from_dict).
+config share one validator (firmware.lock.policy.window_from_dict).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def parse_days(spec: str) -> list[str]:
 
 
 def window(days: str, start: str, end: str) -> dict[str, Any]:
-    """A schedule window, validated by firmware.policy (HH:MM, 24 h; end <= start crosses midnight)."""
+    """A schedule window, validated by firmware.lock.policy (HH:MM, 24 h; end <= start crosses midnight)."""
     from firmware.config_errors import ConfigError
-    from firmware.policy import window_from_dict
+    from firmware.lock.policy import window_from_dict
 
     w = {"days": parse_days(days), "start": start, "end": end}
     try:

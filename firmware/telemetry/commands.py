@@ -20,8 +20,6 @@ import base64
 import binascii
 import json
 import math
-import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.telemetry.errors import CommandRejected, TelemetryError
 from firmware.telemetry.replay_guard import ReplayGuard, device_clock
@@ -71,28 +69,6 @@ class Command:
 
 def canonical(d: dict[str, Any]) -> bytes:
     return json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
-
-
-def sign_command(
-    key: Ed25519PrivateKey,
-    device: str,
-    name: str,
-    args: dict[str, Any] | None = None,
-    *,
-    ts: float | None = None,
-    nonce: str | None = None,
-) -> bytes:
-    """The signed wire payload of one command (used by the management side and by tests)."""
-    body = {
-        "v": COMMAND_VERSION,
-        "name": name,
-        "device": device,
-        "ts": time.time() if ts is None else ts,
-        "nonce": nonce or secrets.token_hex(16),
-        "args": dict(args or {}),
-    }
-    sig = key.sign(canonical(body))
-    return json.dumps({**body, "sig": base64.b64encode(sig).decode()}, separators=(",", ":")).encode()
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:

@@ -44,7 +44,6 @@ from firmware.vision.liveness.blink import (  # noqa: E402
     eye_aspect_ratio,
     relative_drop,
 )
-from firmware.vision.liveness.evaluation import cached_sequence, spoof_samples  # noqa: E402
 from firmware.vision.liveness.geometry import (  # noqa: E402
     homography_residual,
     inter_ocular,
@@ -58,6 +57,7 @@ from firmware.vision.liveness.replay import (  # noqa: E402
     embedding_min_cosine,
     shape_change,
 )
+from provisioning.research.liveness_eval import cached_sequence, spoof_samples  # noqa: E402
 
 MARGIN = 1.25
 

@@ -26,14 +26,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from firmware.vision.liveness.evaluation import (  # noqa: E402
+from provisioning.research.liveness_eval import (  # noqa: E402
     apcer_bpcer,
     cached_sequence,
     cross_subject_scores,
     spoof_samples,
     threshold_at_bpcer,
 )
-from firmware.vision.liveness.pad_model import PadModel  # noqa: E402
+from provisioning.research.pad_training import fit_pad_model  # noqa: E402
 
 L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 MODEL_FILE = "pad_lbp_fft.json"
@@ -81,7 +81,7 @@ def main() -> None:
         print(f"l2={l2:<5} cross-subject APCER {apcer:.3f} at BPCER {bpcer:.3f} (threshold {thr:.3f})")
     best = min(L2_GRID, key=lambda k: (results[k][0], -k))  # ties: the stronger regularisation
     apcer, bpcer, thr, _ = results[best]
-    model = PadModel.fit(x, y, l2=best, threshold=thr, meta={
+    model = fit_pad_model(x, y, l2=best, threshold=thr, meta={
         "trained_on": "nuaa_like (all subjects)", "n_live": int((y == 0).sum()), "n_attack": int((y == 1).sum()),
         "subjects": len(set(subjects)), "images_without_face": dropped, "l2": best,
         "threshold_rule": f"leave-one-subject-out out-of-fold score at BPCER {args.target_bpcer}",

@@ -110,9 +110,9 @@ def _stop(p: subprocess.Popen) -> float:
 def command(as_json: bool, attempts: int, idle_seconds: float) -> None:
     """Decision latency (face appears -> relay), idle fps and peak RSS of the running daemon."""
     from firmware.audit import AuditLog
-    from firmware.camera.replay import write_replay_folder
+    from firmware.hw.camera.replay import write_replay_folder
     from firmware.keystore import KeystoreConfig, open_keystore
-    from firmware.stages import build_liveness, build_pipeline
+    from firmware.lock.stages import build_liveness, build_pipeline
     from firmware.templates import TemplateStore
     from provisioning import demofaces as df
 

@@ -17,7 +17,7 @@ from provisioning.errors import InputFileError
 
 
 def thresholds_from(rep_scores, labels, far: float, strict_far: float) -> dict:
-    from firmware.vision.metrics import tar_at_far
+    from provisioning.research.metrics import tar_at_far
 
     gen, imp = rep_scores[labels], rep_scores[~labels]
     if len(imp) == 0 or len(gen) == 0:

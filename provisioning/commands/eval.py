@@ -140,7 +140,7 @@ def embed_images(pipe, root: Path, images: list[str], compare=None, progress: bo
 
 
 def pair_scores(pairs: Pairs, results: dict[str, ImageResult]) -> np.ndarray:
-    from firmware.vision.metrics import FAILURE_SCORE
+    from provisioning.research.metrics import FAILURE_SCORE
 
     s = np.empty(len(pairs), dtype=np.float64)
     for i, (a, b) in enumerate(zip(pairs.path_a, pairs.path_b, strict=True)):
@@ -150,7 +150,7 @@ def pair_scores(pairs: Pairs, results: dict[str, ImageResult]) -> np.ndarray:
 
 
 def report(pairs: Pairs, results: dict[str, ImageResult], spec, extra: dict | None = None) -> dict:
-    from firmware.vision.metrics import default_folds, summarize
+    from provisioning.research.metrics import default_folds, summarize
 
     scores = pair_scores(pairs, results)
     folds = pairs.folds if pairs.folds is not None else default_folds(pairs.same)
@@ -202,7 +202,7 @@ def plot_roc(pairs: Pairs, results: dict[str, ImageResult], path: Path, title: s
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise InputFileError("--plot needs matplotlib (pip install matplotlib)") from exc
-    from firmware.vision.metrics import roc_curve
+    from provisioning.research.metrics import roc_curve
 
     scores = pair_scores(pairs, results)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))

@@ -9,7 +9,7 @@ Over a folder laid out like extras/spoof (``nuaa_like/<subject>/{live,spoof}``, 
 - the shipped model (models/liveness) on silent_face_samples, which it never saw;
 - replay: every dev image of pairs.csv replayed as a 10-frame burst with sensor noise and small shifts,
   decided by the full default LivenessPolicy (must be rejected: 100 %).
-Per-image pipeline features are cached (firmware.vision.liveness.evaluation.cache_dir()).
+Per-image pipeline features are cached (provisioning.research.liveness_eval.cache_dir()).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def _nested_scores(x, y, subjects, l2, target):
     scores (never on the test subject)."""
     import numpy as np
 
-    from firmware.vision.liveness.evaluation import cross_subject_scores, threshold_at_bpcer
-    from firmware.vision.liveness.pad_model import PadModel
+    from provisioning.research.liveness_eval import cross_subject_scores, threshold_at_bpcer
+    from provisioning.research.pad_training import fit_pad_model
 
     subs = np.asarray(subjects)
     scores = np.full(len(y), np.nan)
@@ -37,7 +37,7 @@ def _nested_scores(x, y, subjects, l2, target):
         te = subs == s
         inner = cross_subject_scores(x[~te], y[~te], list(subs[~te]), l2)
         t = threshold_at_bpcer(inner[y[~te] == 0], target)
-        scores[te] = PadModel.fit(x[~te], y[~te], l2=l2).score_features(x[te])
+        scores[te] = fit_pad_model(x[~te], y[~te], l2=l2).score_features(x[te])
         thr[te] = t
     return scores, thr
 
@@ -45,7 +45,7 @@ def _nested_scores(x, y, subjects, l2, target):
 def _summary(attack_by_type, bona, thr_attack_by_type=None, thr_bona=None, pooled_target=0.10):
     import numpy as np
 
-    from firmware.vision.liveness.evaluation import apcer_bpcer, operating_points, threshold_at_bpcer
+    from provisioning.research.liveness_eval import apcer_bpcer, operating_points, threshold_at_bpcer
 
     all_attack = np.concatenate(list(attack_by_type.values()))
     t = threshold_at_bpcer(bona, pooled_target)
@@ -70,8 +70,8 @@ def _summary(attack_by_type, bona, thr_attack_by_type=None, thr_bona=None, poole
 def pad_report(root: Path, pipe, l2: float, target: float) -> dict:
     import numpy as np
 
-    from firmware.vision.liveness.evaluation import cached_sequence, spoof_samples
     from firmware.vision.liveness.pad_model import load_pad_model
+    from provisioning.research.liveness_eval import cached_sequence, spoof_samples
 
     samples = spoof_samples(root)
     feats = [cached_sequence(pipe, s.path, "still1") for s in samples]
@@ -122,9 +122,9 @@ def pad_report(root: Path, pipe, l2: float, target: float) -> dict:
 def replay_report(faces: Path, pipe, limit: int | None) -> dict:
     import csv
 
-    from firmware.vision.liveness.evaluation import cached_sequence
     from firmware.vision.liveness.pad_model import load_pad_model
     from firmware.vision.liveness.policy import LivenessPolicy
+    from provisioning.research.liveness_eval import cached_sequence
 
     policy = LivenessPolicy.from_files()
     model = load_pad_model()
@@ -172,7 +172,7 @@ def replay_report(faces: Path, pipe, limit: int | None) -> dict:
         "static_thresholds": {"max_shape_change": th.max_shape_change, "min_embedding_cosine": th.min_embedding_cosine,
                               "same_face_min_cosine": th.same_face_min_cosine},
         "closest_to_threshold_among_static_fails": worst, "seconds": round(time.time() - t0, 1),
-        "burst": "firmware.vision.liveness.synth.replay_burst(n=10, noise_sigma=3, max_shift=3 px, seed=0)",
+        "burst": "provisioning.research.synth.replay_burst(n=10, noise_sigma=3, max_shift=3 px, seed=0)",
     }
 
 

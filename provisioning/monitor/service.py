@@ -30,7 +30,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware.telemetry import topics
 from firmware.telemetry.backoff import Backoff
-from firmware.telemetry.commands import sign_command
 from firmware.telemetry.errors import EventDecodeError, UnknownEventVersionError
 from firmware.telemetry.events import Event, decode
 from firmware.telemetry.paho_io import BatchedIOClient
@@ -38,6 +37,7 @@ from firmware.telemetry.tls import client_context
 from provisioning.monitor.config import MonitorConfig
 from provisioning.monitor.rules import Alert, AlertRules
 from provisioning.monitor.store import MonitorStore
+from provisioning.signing import sign_command
 
 log = logging.getLogger("facelock.monitor")
 RECEIPT_CHUNK = 500

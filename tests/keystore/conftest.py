@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from firmware.keystore import Keystore, KeystoreConfig, open_keystore
-from tests.keystore.swtpm import Swtpm
+from tests.support.swtpm import Swtpm
 
 # Tests use a cheap scrypt cost (the format stores it per keystore); production default is 2^15.
 FAST_SCRYPT = 10

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from firmware.vision.liveness import LivenessConfig, LivenessPolicy, Verdict, load_thresholds, synth
+from firmware.vision.liveness import LivenessConfig, LivenessPolicy, Verdict, load_thresholds
 from firmware.vision.liveness.adapter import frame_from_result
 from firmware.vision.liveness.blink import check_blink
 from firmware.vision.liveness.motion import check_motion
+from provisioning.research import synth
 
 
 @pytest.fixture(scope="module")

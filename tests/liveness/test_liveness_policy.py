@@ -23,9 +23,10 @@ from firmware.vision.liveness import (
     load_pad_model,
     load_thresholds,
 )
-from firmware.vision.liveness.evaluation import apcer_bpcer, operating_points, threshold_at_bpcer
 from firmware.vision.liveness.pad_features import FEATURE_DIM, pad_features
-from firmware.vision.liveness.pad_model import default_liveness_dir, fit_logistic
+from firmware.vision.liveness.pad_model import default_liveness_dir
+from provisioning.research.liveness_eval import apcer_bpcer, operating_points, threshold_at_bpcer
+from provisioning.research.pad_training import fit_logistic, fit_pad_model
 
 TH = LivenessThresholds(StaticReplayThresholds(0.02, 0.95), BlinkThresholds(0.3, 0.3), MotionThresholds(0.01, 0.01),
                         pad=0.5)
@@ -99,7 +100,7 @@ def test_logistic_fit_separates_and_roundtrips():
     y = np.r_[np.zeros(50), np.ones(50)]
     w, b = fit_logistic(x, y, l2=1.0)
     assert ((x @ w + b > 0) == (y > 0.5)).mean() > 0.95
-    m = PadModel.fit(x, y, l2=1.0, threshold=0.4)
+    m = fit_pad_model(x, y, l2=1.0, threshold=0.4)
     m2 = PadModel.from_dict(json.loads(json.dumps(m.to_dict())))
     assert np.allclose(m.score_features(x), m2.score_features(x))
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from firmware.audit import AuditLog
-from firmware.camera.replay import ReplayCamera
 from firmware.config import CameraConfig, Config, DeviceConfig, LockConfig
-from firmware.controller import Controller
-from firmware.gpio import LockIO
-from firmware.stages import GalleryMatcher, Stages, VisionAnalyzer, open_event_sink
+from firmware.hw.camera.replay import ReplayCamera
+from firmware.hw.gpio import LockIO
+from firmware.lock.controller import Controller
+from firmware.lock.stages import GalleryMatcher, Stages, VisionAnalyzer, open_event_sink
 
 #: Used only while the face pipeline's manifest has no calibrated threshold yet (issue 3 writes it);
 #: astronaut variants score > 0.9 against her template and the cameraman ~0.1, so 0.5 separates them.
@@ -37,7 +37,7 @@ def mock_pins():
 
 @pytest.fixture(scope="session")
 def pipeline():
-    from firmware.stages import build_pipeline
+    from firmware.lock.stages import build_pipeline
 
     return build_pipeline(num_threads=2)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.camera import CameraGoneError, CameraStalledError, CameraUnavailableError, open_camera
-from firmware.camera.opencv_camera import OpenCVCamera
-from firmware.camera.picamera import PiCamera
-from firmware.camera.replay import ReplayCamera, write_replay_folder
 from firmware.config import CameraConfig, config_from_dict, load_config
 from firmware.config_errors import ConfigError
+from firmware.hw.camera import CameraGoneError, CameraStalledError, CameraUnavailableError, open_camera
+from firmware.hw.camera.opencv_camera import OpenCVCamera
+from firmware.hw.camera.picamera import PiCamera
+from firmware.hw.camera.replay import ReplayCamera, write_replay_folder
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "firmware" / "facelock.example.toml"
 
@@ -123,7 +123,7 @@ def test_opencv_unplugged_device_and_missing_picamera2():
 
 def test_ppm_frames_replay_exactly_and_bad_ones_are_typed(tmp_path):
     """Raw PPM frames (what the runtime benchmark replays) read back bit for bit, without a decoder."""
-    from firmware.camera.replay import read_ppm
+    from firmware.hw.camera.replay import read_ppm
 
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(3)]

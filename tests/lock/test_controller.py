@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.camera.replay import write_replay_folder
 from firmware.config import Config, LockConfig
-from firmware.stages import GalleryMatcher, Stages, StageUnavailableError, VisionAnalyzer, build_pipeline
-from firmware.statemachine import Command, Event, Input, State
+from firmware.hw.camera.replay import write_replay_folder
+from firmware.lock.stages import GalleryMatcher, Stages, StageUnavailableError, VisionAnalyzer, build_pipeline
+from firmware.lock.statemachine import Command, Event, Input, State
 from provisioning import demofaces as df
 
 
@@ -181,7 +181,7 @@ def test_switch_inputs_from_gpio_drive_the_machine(make_harness, stages):
 
 
 def test_remote_unlock_obeys_lockdown(make_harness, stages):
-    from firmware.policy import Lockdown, PolicyConfig
+    from firmware.lock.policy import Lockdown, PolicyConfig
 
     cfg = replace(Config(), policy=PolicyConfig.from_dict({"admins": ["root"]}))
     h = make_harness([df.empty()] * 3, stages, cfg=cfg)
@@ -210,9 +210,9 @@ def fast_controller(mock_pins, tmp_path):
     import tempfile
 
     from firmware.audit import AuditLog
-    from firmware.controller import Controller
-    from firmware.gpio import LockIO
-    from firmware.stages import NullSink
+    from firmware.hw.gpio import LockIO
+    from firmware.lock.controller import Controller
+    from firmware.lock.stages import NullSink
 
     shm = "/dev/shm" if __import__("os").path.isdir("/dev/shm") else None
     io = LockIO(Config().gpio, pin_factory=mock_pins)  # shared: pins cost a thread each to close
@@ -250,7 +250,7 @@ def test_property_gpio_relay_pin_follows_the_state(fast_controller, seq):
 
 
 def test_held_up_photo_of_the_enrolled_face_is_refused_by_liveness(make_harness, pipeline, gallery, threshold):
-    from firmware.stages import build_liveness
+    from firmware.lock.stages import build_liveness
 
     liveness = build_liveness(None, "auto")
     if liveness is None:

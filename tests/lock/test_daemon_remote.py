@@ -14,15 +14,16 @@ import numpy as np
 import pytest
 
 from firmware.audit import AuditLog
-from firmware.camera.replay import write_replay_folder
-from firmware.siminputs import send
-from firmware.telemetry.commands import sign_command
+from firmware.hw.camera.replay import write_replay_folder
+from firmware.hw.siminputs import send
 from firmware.telemetry.events import decode
 from provisioning import demofaces as df
 from provisioning import pki
 from provisioning.mosquitto import ADMIN_USER, MONITOR_USER, LocalBroker
-from tests.lock.test_daemon import calibrated_env, start, status, wait_status, write_config  # noqa: F401
-from tests.mqtt_broker import Sniffer, broker_fixture, wait_until
+from provisioning.signing import sign_command
+from tests.lock.test_daemon import calibrated_env  # noqa: F401
+from tests.support.daemon import start, status, wait_status, write_config
+from tests.support.mqtt_broker import Sniffer, broker_fixture, wait_until
 
 DEVICE = "kill-test"  # the device id write_config uses
 

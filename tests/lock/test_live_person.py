@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.stages import GalleryMatcher, Stages, VisionAnalyzer, build_liveness
-from firmware.statemachine import State
+from firmware.lock.stages import GalleryMatcher, Stages, VisionAnalyzer, build_liveness
+from firmware.lock.statemachine import State
 from provisioning import demofaces as df
 
 

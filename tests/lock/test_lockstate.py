@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from firmware.lockstate import Clock, LockStateFile, from_record, to_record
-from firmware.policy import Lockdown, LockoutConfig, LockoutState, lockout_remaining, register_failure
-from firmware.statemachine import State
+from firmware.lock.lockstate import Clock, LockStateFile, from_record, to_record
+from firmware.lock.policy import Lockdown, LockoutConfig, LockoutState, lockout_remaining, register_failure
+from firmware.lock.statemachine import State
 from provisioning import demofaces as df
 
 CFG = LockoutConfig(max_failures=5, window_s=60, base_lockout_s=30, factor=2, max_lockout_s=3600)
@@ -77,9 +77,9 @@ def test_file_roundtrip_and_mode(tmp_path):
 def test_controller_restart_keeps_counting_failures(make_harness, stages, tmp_path):
     """Three failures, a crash (no shutdown), a new controller: two more failures lock out, not five."""
     from firmware.audit import AuditLog
-    from firmware.controller import Controller
-    from firmware.lockstate import LockStateFile
-    from firmware.stages import open_event_sink
+    from firmware.lock.controller import Controller
+    from firmware.lock.lockstate import LockStateFile
+    from firmware.lock.stages import open_event_sink
 
     frames = df.live_sequence(df.cameraman_face(), 60, seed=3, base_scale=df.STRANGER_SCALE)
     h = make_harness(frames, stages)
@@ -95,7 +95,7 @@ def test_controller_restart_keeps_counting_failures(make_harness, stages, tmp_pa
     cams = []
 
     def camera():
-        from firmware.camera.replay import ReplayCamera
+        from firmware.hw.camera.replay import ReplayCamera
 
         cams.append(ReplayCamera(frames, fps=30.0))
         return cams[-1]

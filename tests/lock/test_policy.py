@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from firmware import policy as p
 from firmware.config_errors import ConfigError
+from firmware.lock import policy as p
 
 CFG = p.LockoutConfig(max_failures=5, window_s=60, base_lockout_s=30, factor=2, max_lockout_s=200,
                       reset_after_s=900)

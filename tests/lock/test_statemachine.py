@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import statemachine as sm
-from firmware.statemachine import Command, Event, Input, Snapshot, State
+from firmware.lock import statemachine as sm
+from firmware.lock.statemachine import Command, Event, Input, Snapshot, State
 
 T = sm.Timing(unlock_s=5, verify_timeout_s=3, denied_s=2, held_open_alert_s=30, enroll_timeout_s=60)
 

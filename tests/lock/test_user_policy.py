@@ -9,11 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from firmware import policy as pol
-from firmware import statemachine as sm
 from firmware.config import config_from_dict
 from firmware.config_errors import ConfigError
-from firmware.statemachine import State
+from firmware.lock import policy as pol
+from firmware.lock import statemachine as sm
+from firmware.lock.statemachine import State
 from provisioning import demofaces as df
 
 MON_10 = dt.datetime(2026, 11, 23, 10, 0)  # a Monday
@@ -84,8 +84,8 @@ def test_schedule_from_the_template_store_is_enforced_and_audit_uses_the_pseudon
                                                                                    tmp_path):
     """The real astronaut, enrolled with a stored schedule that excludes now: recognised, refused."""
     from firmware.keystore import KeystoreConfig, open_keystore
+    from firmware.lock.stages import build_stages
     from firmware.pseudonym import audit_pseudonym
-    from firmware.stages import build_stages
     from firmware.templates import TemplateStore
 
     data = tmp_path / "store"

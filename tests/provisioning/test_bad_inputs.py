@@ -171,8 +171,8 @@ def test_policy_set_show_clear(cli, faces):
         {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"},
         {"days": ["sat"], "start": "22:00", "end": "02:00"},
     ]
-    # the stored schedule is what firmware.policy understands
-    from firmware.policy import PolicyConfig
+    # the stored schedule is what firmware.lock.policy understands
+    from firmware.lock.policy import PolicyConfig
 
     uid_b = json.loads(cli("users", "show", NAME_B, "--json", ok=True).stdout)["user_id"]
     cfg = PolicyConfig.from_dict({"schedule": {uid_b: pol["schedule"]}})

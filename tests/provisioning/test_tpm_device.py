@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(shutil.which("swtpm") is None, reason="needs swt
 
 @pytest.fixture
 def swtpm(tmp_path):
-    from tests.keystore.swtpm import Swtpm
+    from tests.support.swtpm import Swtpm
 
     tpm = Swtpm(tmp_path / "swtpm-state")
     tpm.start()

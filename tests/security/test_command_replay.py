@@ -22,13 +22,15 @@ from pathlib import Path
 import pytest
 
 from firmware.audit import AuditLog
-from firmware.telemetry.commands import CommandVerifier, NonceStore, sign_command
+from firmware.telemetry.commands import CommandVerifier, NonceStore
 from firmware.telemetry.errors import CommandRejected
 from provisioning import pki
 from provisioning.mosquitto import ADMIN_USER, LocalBroker
-from tests.lock.test_daemon import calibrated_env, start, status, wait_status, write_config  # noqa: F401
+from provisioning.signing import sign_command
+from tests.lock.test_daemon import calibrated_env  # noqa: F401
 from tests.lock.test_daemon_remote import DEVICE, mqtt_section
-from tests.mqtt_broker import Sniffer, broker_fixture, wait_until
+from tests.support.daemon import start, status, wait_status, write_config
+from tests.support.mqtt_broker import Sniffer, broker_fixture, wait_until
 
 # firmware.telemetry.replay_guard.CLOCK_OFFSET_ENV, spelled out so this module also imports on the old code
 CLOCK_OFFSET_ENV = "FACELOCK_TEST_CLOCK_OFFSET_S"

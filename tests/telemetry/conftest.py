@@ -1,4 +1,4 @@
-"""Fixtures for the telemetry suite: a real mosquitto per test (helpers live in tests/mqtt_broker.py)."""
+"""Fixtures for the telemetry suite: a real mosquitto per test (helpers live in tests/support/mqtt_broker.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.mosquitto import LocalBroker
-from tests.mqtt_broker import broker_fixture
+from tests.support.mqtt_broker import broker_fixture
 
 
 @pytest.fixture()

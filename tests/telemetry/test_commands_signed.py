@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from firmware.telemetry.client import TelemetryClient
-from firmware.telemetry.commands import CommandVerifier, NonceStore, load_public_key, sign_command
+from firmware.telemetry.commands import CommandVerifier, NonceStore, load_public_key
 from firmware.telemetry.errors import CommandRejected
 from firmware.telemetry.events import decode
 from firmware.telemetry.outbox import Outbox
 from provisioning import pki
 from provisioning.mosquitto import ADMIN_USER, LocalBroker
-from tests.mqtt_broker import Sniffer, device_config, wait_until
+from provisioning.signing import sign_command
+from tests.support.mqtt_broker import Sniffer, device_config, wait_until
 
 NOW = 1_800_000_000.0
 

@@ -17,7 +17,7 @@ from firmware.telemetry.outbox import Outbox
 from provisioning.monitor.service import MonitorService
 from provisioning.monitor.store import MonitorStore
 from provisioning.mosquitto import ADMIN_USER, HA_USER, MONITOR_USER, LocalBroker
-from tests.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
+from tests.support.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
 
 
 def test_discovery_payloads_describe_the_lock_safely() -> None:

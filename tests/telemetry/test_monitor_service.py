@@ -20,7 +20,7 @@ from provisioning.monitor.rules import AlertRules
 from provisioning.monitor.service import MonitorService
 from provisioning.monitor.store import MonitorStore
 from provisioning.mosquitto import LocalBroker
-from tests.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
+from tests.support.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
 
 
 class Hook(BaseHTTPRequestHandler):

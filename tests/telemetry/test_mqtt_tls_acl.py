@@ -16,7 +16,7 @@ from firmware.telemetry.events import make_event
 from firmware.telemetry.outbox import Outbox
 from provisioning import pki
 from provisioning.mosquitto import MONITOR_USER, LocalBroker
-from tests.mqtt_broker import Sniffer, device_config, wait_until
+from tests.support.mqtt_broker import Sniffer, device_config, wait_until
 
 
 def _connects(broker: LocalBroker, ctx: ssl.SSLContext, client_id: str = "probe", timeout: float = 5.0) -> bool:

@@ -17,7 +17,7 @@ from firmware.telemetry import paho_io
 from firmware.telemetry.paho_io import BatchedIOClient
 from firmware.telemetry.tls import client_context
 from provisioning.mosquitto import MONITOR_USER, LocalBroker
-from tests.mqtt_broker import Sniffer, wait_until
+from tests.support.mqtt_broker import Sniffer, wait_until
 
 
 def _connect(broker: LocalBroker, identity: str) -> BatchedIOClient:

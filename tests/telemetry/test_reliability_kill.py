@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.mosquitto import MONITOR_USER, LocalBroker
-from tests.mqtt_broker import device_config, wait_until
+from tests.support.mqtt_broker import device_config, wait_until
 
 TOTAL = 10_000
 RATE = 700.0  # events/s while producing: ~14 s, long enough for every kill to land mid-stream
@@ -58,7 +58,7 @@ def test_ten_thousand_events_survive_broker_and_device_kills(broker: LocalBroker
 
     def start_device() -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, str(REPO / "tests/telemetry/device_driver.py"), json.dumps(cfg), str(outbox_db),
+            [sys.executable, str(REPO / "tests/support/device_driver.py"), json.dumps(cfg), str(outbox_db),
              str(TOTAL), str(RATE)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
             stderr=open(tmp_path / "device.log", "ab"))
 

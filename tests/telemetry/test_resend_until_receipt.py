@@ -10,7 +10,7 @@ from firmware.telemetry.outbox import Outbox
 from provisioning.monitor.service import MonitorService
 from provisioning.monitor.store import MonitorStore
 from provisioning.mosquitto import MONITOR_USER, LocalBroker
-from tests.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
+from tests.support.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
 
 
 def test_unreceipted_event_is_resent_with_the_same_id(broker: LocalBroker, tmp_path: Path) -> None:

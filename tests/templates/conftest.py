@@ -9,7 +9,7 @@ import pytest
 
 from firmware.keystore import KeystoreConfig, open_keystore
 from firmware.templates import TemplateStore
-from tests.keystore.swtpm import Swtpm
+from tests.support.swtpm import Swtpm
 
 
 @pytest.fixture

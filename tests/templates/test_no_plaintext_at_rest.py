@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from firmware.biokey import quantize
 from firmware.keystore import keyfile
-from tests.templates.gen_embeddings import near, unit
+from tests.support.embeddings import near, unit
 
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"P5", b"P6", b"RIFF")
 

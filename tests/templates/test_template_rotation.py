@@ -15,7 +15,7 @@ import pytest
 from firmware.keystore import KeyNotFoundError, keyfile, open_keystore
 from firmware.templates import TemplateStore
 from firmware.templates.store import TEMPLATES_KEY_ID
-from tests.templates.gen_embeddings import near, unit
+from tests.support.embeddings import near, unit
 
 
 def _files_bytes(data_dir: Path) -> dict[str, bytes]:

@@ -18,7 +18,7 @@ from firmware.templates import (
     UserRevokedError,
     WrongFaceError,
 )
-from tests.templates.gen_embeddings import near, unit
+from tests.support.embeddings import near, unit
 
 
 def test_enroll_list_get_rename_revoke(store):

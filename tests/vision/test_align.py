@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from firmware.vision.align import TEMPLATE_112, align_face, five_points_from_mesh, umeyama_similarity
 from firmware.vision.errors import InvalidImageError
-from tests.vision.helpers import in_frame, rotate
+from tests.support.imagegeom import in_frame, rotate
 
 
 @settings(max_examples=100, deadline=None)

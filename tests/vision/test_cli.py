@@ -13,7 +13,7 @@ from PIL import Image
 from skimage import data
 
 from provisioning.cli import main
-from tests.vision.helpers import in_frame, rotate
+from tests.support.imagegeom import in_frame, rotate
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from skimage import data
 
 from firmware.vision.detector import generate_anchors, iou_one_to_many, weighted_nms
-from tests.vision.helpers import in_frame
+from tests.support.imagegeom import in_frame
 
 # astronaut.png (512×512): the face spans about x 178-272, y 81-175; eyes at about (204,101) and (248,108)
 ASTRO_BOX = np.array([178, 81, 272, 175], dtype=np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from firmware.vision import FacePipeline, InvalidImageError
-from tests.vision.helpers import in_frame, rotate
+from tests.support.imagegeom import in_frame, rotate
 
 
 def _variants(img):

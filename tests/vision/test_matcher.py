@@ -79,7 +79,7 @@ def test_decision_invariants(n_users, seed, thr, margin):
 
 
 def test_averaging_several_frames_helps(pipeline, astronaut, cameraman):
-    from tests.vision.helpers import in_frame, rotate
+    from tests.support.imagegeom import in_frame, rotate
 
     frames = [in_frame(astronaut, scale=s, dx=dx) for s, dx in ((1.0, 0), (0.8, 60), (0.9, -50))]
     frames.append(rotate(in_frame(astronaut), 10))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.vision.metrics import (
+from provisioning.research.metrics import (
     FAILURE_SCORE,
     auc,
     best_accuracy_threshold,

@@ -9,7 +9,7 @@ import pytest
 from firmware.vision import QualityConfig, Reason
 from firmware.vision.detector import Detection
 from firmware.vision.quality import assess, laplacian_variance, pose_measures
-from tests.vision.helpers import in_frame
+from tests.support.imagegeom import in_frame
 
 
 def test_good_frame_passes(pipeline, astronaut):

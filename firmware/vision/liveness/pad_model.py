@@ -24,31 +24,6 @@ from firmware.vision.liveness.pad_features import FEATURE_DIM, FEATURE_VERSION, 
 MODEL_KIND = "facelock-pad-logreg"
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float]:
-    """Newton-IRLS fit of an L2-regularised logistic regression on standardised x. Returns (w, b).
-
-    Classes are weighted to balance (live and attack counts differ per fold).
-    """
-    n, d = x.shape
-    pos = max(float(y.sum()), 1.0)
-    neg = max(float(n - y.sum()), 1.0)
-    sw = np.where(y > 0.5, n / (2 * pos), n / (2 * neg))
-    xa = np.column_stack([x, np.ones(n)])
-    theta = np.zeros(d + 1)
-    reg = np.full(d + 1, l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        z = np.clip(xa @ theta, -30, 30)
-        p = 1 / (1 + np.exp(-z))
-        g = xa.T @ (sw * (p - y)) + reg * theta
-        hmat = (xa * (sw * p * (1 - p))[:, None]).T @ xa + np.diag(reg + 1e-9)
-        step = np.linalg.solve(hmat, g)
-        theta -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return theta[:-1], float(theta[-1])
-
-
 @dataclass(frozen=True)
 class PadModel:
     mean: np.ndarray
@@ -57,16 +32,6 @@ class PadModel:
     bias: float
     threshold: float
     meta: dict[str, Any]
-
-    @classmethod
-    def fit(cls, features: np.ndarray, is_attack: np.ndarray, l2: float = 1.0, threshold: float = 0.5,
-            meta: dict[str, Any] | None = None) -> PadModel:
-        x = np.asarray(features, dtype=np.float64)
-        y = np.asarray(is_attack, dtype=np.float64)
-        mean = x.mean(0)
-        std = x.std(0) + 1e-6
-        w, b = fit_logistic((x - mean) / std, y, l2=l2)
-        return cls(mean, std, w, b, float(threshold), dict(meta or {}))
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
         x = (np.atleast_2d(np.asarray(features, dtype=np.float64)) - self.mean) / self.std

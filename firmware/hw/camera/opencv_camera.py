@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.camera.base import CameraGoneError, CameraUnavailableError, Frame, to_rgb
-from firmware.camera.threaded import GrabberThread
+from firmware.hw.camera.base import CameraGoneError, CameraUnavailableError, Frame, to_rgb
+from firmware.hw.camera.threaded import GrabberThread
 
 
 class OpenCVCamera:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from firmware.camera.base import CameraError, CameraGoneError, CameraStalledError, Frame
+from firmware.hw.camera.base import CameraError, CameraGoneError, CameraStalledError, Frame
 
 
 class GrabberThread:

@@ -8,7 +8,7 @@ Fail secure: the relay is created de-energized (``initial_value=False``) and :me
 de-energizes it before releasing the pin.  Polarity (``relay_active_high``) comes from config, so
 "energized" means the same thing for every relay board.
 
-Inputs become :class:`firmware.statemachine.Event` values through a callback; gpiozero calls it from
+Inputs become :class:`firmware.lock.statemachine.Event` values through a callback; gpiozero calls it from
 its own thread, so the controller puts them on a queue.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from firmware.config import GpioConfig
 from firmware.errors import FaceLockError
-from firmware.statemachine import Event
+from firmware.lock.statemachine import Event
 
 
 class GpioError(FaceLockError):

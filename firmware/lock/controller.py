@@ -5,7 +5,7 @@ queue; camera frames are read with a timeout so timers, inputs and the watchdog 
 camera stalls.
 
 Fail secure, in three layers:
-- the relay output is a function of the state (:func:`firmware.statemachine.relay_energized`);
+- the relay output is a function of the state (:func:`firmware.lock.statemachine.relay_energized`);
 - any camera or stage failure feeds ``Event.FAULT`` (relay off, red/green fault pattern, an event),
   then retries with exponential backoff and feeds ``Event.RECOVERED`` once everything works again;
 - any unexpected exception in a tick de-energizes the relay directly and enters FAULT.
@@ -29,16 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from firmware import fsutil
-from firmware import policy as pol
-from firmware import statemachine as sm
 from firmware.audit import AuditLog
-from firmware.camera.base import Camera, CameraError, Frame
 from firmware.config import Config
 from firmware.errors import FaceLockError
-from firmware.gpio import LockIO
-from firmware.lockstate import Clock, LockStateFile, now_clock
-from firmware.stages import EventSink, Observation, Stages
-from firmware.statemachine import Command, Event, Input, State
+from firmware.hw.camera.base import Camera, CameraError, Frame
+from firmware.hw.gpio import LockIO
+from firmware.lock import policy as pol
+from firmware.lock import statemachine as sm
+from firmware.lock.lockstate import Clock, LockStateFile, now_clock
+from firmware.lock.stages import EventSink, Observation, Stages
+from firmware.lock.statemachine import Command, Event, Input, State
 
 log = logging.getLogger("facelock.controller")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.camera.base import (
+from firmware.hw.camera.base import (
     CameraGoneError,
     CameraStalledError,
     CameraUnavailableError,

@@ -16,7 +16,7 @@ import socket
 import threading
 from pathlib import Path
 
-from firmware.gpio import LockIO
+from firmware.hw.gpio import LockIO
 
 log = logging.getLogger("facelock.sim")
 

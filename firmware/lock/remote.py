@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from firmware import policy as pol
 from firmware.errors import FaceLockError
-from firmware.statemachine import Command as SmCommand
-from firmware.statemachine import Event, Input, State
+from firmware.lock import policy as pol
+from firmware.lock.statemachine import Command as SmCommand
+from firmware.lock.statemachine import Event, Input, State
 
 log = logging.getLogger("facelock.remote")
 

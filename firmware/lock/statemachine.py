@@ -10,7 +10,7 @@ raises: any error inside a transition lands in FAULT, where the relay is de-ener
 
 The caller (the controller) owns time: it passes ``now`` (monotonic seconds) to :func:`step` and feeds
 ``Event.TIMER`` when :func:`timer_due` says the state's deadline has passed.  Policy decisions
-(lockout, schedules, lockdown) are made by :mod:`firmware.policy` before an event is fed in; a
+(lockout, schedules, lockdown) are made by :mod:`firmware.lock.policy` before an event is fed in; a
 NO_MATCH / SPOOF_SUSPECTED event carries ``lockout_s`` (> 0 when the policy has just locked out).
 """
 

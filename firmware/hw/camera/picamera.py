@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from firmware.camera.base import CameraUnavailableError, Frame
-from firmware.camera.threaded import GrabberThread
+from firmware.hw.camera.base import CameraUnavailableError, Frame
+from firmware.hw.camera.threaded import GrabberThread
 
 
 class PiCamera:

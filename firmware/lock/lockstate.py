@@ -26,7 +26,7 @@ from typing import Any
 
 from firmware import fsutil
 from firmware.errors import FaceLockError
-from firmware.policy import Lockdown, LockoutConfig, LockoutState
+from firmware.lock.policy import Lockdown, LockoutConfig, LockoutState
 
 log = logging.getLogger("facelock.lockstate")
 

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from firmware.camera.base import Frame
 from firmware.errors import FaceLockError
+from firmware.hw.camera.base import Frame
 
 log = logging.getLogger("facelock.stages")
 
@@ -280,7 +280,7 @@ class Enrolled:
 def load_enrolled(data_dir: Path, sections: dict[str, Any], dim: int) -> Enrolled:
     """Active users' templates (decrypted into memory only, never written back in the clear), their audit
     pseudonyms and their stored schedules."""
-    from firmware.policy import schedules_from_policies
+    from firmware.lock.policy import schedules_from_policies
     from firmware.pseudonym import audit_pseudonym
     from firmware.vision import Gallery
 

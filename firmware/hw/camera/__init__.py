@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from firmware.camera.base import (  # noqa: F401
+from firmware.hw.camera.base import (  # noqa: F401
     Camera,
     CameraError,
     CameraGoneError,
@@ -24,15 +24,15 @@ if TYPE_CHECKING:
 def open_camera(cfg: CameraConfig) -> Camera:
     """Build (not start) the backend named by ``camera.backend``."""
     if cfg.backend == "replay":
-        from firmware.camera.replay import ReplayCamera
+        from firmware.hw.camera.replay import ReplayCamera
 
         return ReplayCamera(cfg.source, fps=cfg.fps, loop=cfg.loop, size=(cfg.width, cfg.height))
     if cfg.backend == "opencv":
-        from firmware.camera.opencv_camera import OpenCVCamera
+        from firmware.hw.camera.opencv_camera import OpenCVCamera
 
         return OpenCVCamera(cfg.source or "0", cfg.width, cfg.height, cfg.fps)
     if cfg.backend == "picamera2":
-        from firmware.camera.picamera import PiCamera
+        from firmware.hw.camera.picamera import PiCamera
 
         return PiCamera(cfg.width, cfg.height, cfg.fps)
     raise CameraUnavailableError(f"unknown camera backend {cfg.backend!r}")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.vision.liveness import synth
 from firmware.vision.liveness.eyes import eye_openness
 from firmware.vision.liveness.frame import LivenessFrame
 from firmware.vision.liveness.pad_features import FEATURE_DIM, FEATURE_VERSION, pad_features
+from provisioning.research import synth
 
 CACHE_VERSION = "v2-" + FEATURE_VERSION
 
@@ -173,7 +173,7 @@ def cross_subject_scores(x: np.ndarray, y: np.ndarray, subjects: Sequence[str], 
 
     ``n_folds`` groups subjects into that many folds (default: leave one subject out).
     """
-    from firmware.vision.liveness.pad_model import PadModel
+    from provisioning.research.pad_training import fit_pad_model
 
     subs = np.asarray(subjects)
     uniq = sorted(set(subjects))
@@ -181,7 +181,7 @@ def cross_subject_scores(x: np.ndarray, y: np.ndarray, subjects: Sequence[str], 
     scores = np.full(len(y), np.nan)
     for test in folds:
         te = np.isin(subs, test)
-        model = PadModel.fit(x[~te], y[~te], l2=l2)
+        model = fit_pad_model(x[~te], y[~te], l2=l2)
         scores[te] = model.score_features(x[te])
     return scores
 

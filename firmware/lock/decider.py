@@ -1,0 +1,244 @@
+"""The attempt decider: the frames of one attempt -> liveness -> match -> authorisation -> a Decision.
+
+Pure: no files, sockets, GPIO, threads or clocks.  Models run (the face pipeline is computation), but
+everything the decision depends on is passed in: the frames, the enrolled users (:class:`Enrolled`, a
+snapshot the runtime replaces when ``users.db`` changes) and the policy context (:class:`Context`, the
+time, lockout and lockdown of the moment).  So the lock's runtime, the Face Security API (through
+:mod:`firmware.lock.port`), the demo and the benchmarks all take the product's decision with the same
+code, and a test can replay an attempt frame by frame.
+
+Order of the checks, and why:
+1. A frame with a face becomes an :class:`Observation` (embedding when the quality gates pass, the
+   liveness inputs of the frame).
+2. Once ``frames_per_attempt`` usable frames (or liveness' own minimum) are in, liveness is checked over
+   the last ``max_frames_per_attempt`` frames.  A live person gets up to that many frames to show it
+   (blink, head motion); only a full window that still fails is a spoof.
+3. Then the mean embedding is matched 1:N against the gallery (threshold and margin from the manifest).
+4. A recognised user is authorised by :func:`firmware.lock.policy.authorize` (schedules, lockdown,
+   lockout); a refusal there is not a failed attempt.
+A face that leaves before a decision abandons the attempt; if liveness had already failed on it, the
+attempt counts as a spoof (a photo pulled away before the last frame must still count toward lockout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from firmware.hw.camera.base import Frame
+from firmware.lock import policy as pol
+
+
+@dataclass
+class Observation:
+    """What one frame told the lock.  ``liveness`` holds the frame's liveness inputs (landmarks, crop)."""
+
+    frame_index: int
+    ts: float
+    face: bool  # a face was detected
+    usable: bool  # quality gates passed and an embedding exists
+    embedding: np.ndarray | None = None
+    reason: str = ""
+    liveness: Any = None  # firmware.vision.liveness.LivenessFrame, or None
+
+
+class Outcome(str, enum.Enum):
+    PENDING = "pending"  # keep gathering frames
+    GRANTED = "granted"
+    NO_MATCH = "no_match"
+    SPOOF = "spoof"
+    REFUSED = "refused"  # a recognised user the policy refuses now (schedule, lockdown, lockout)
+    ABANDONED = "abandoned"  # the face left before a decision, with no failed liveness check
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: str = ""
+    user_id: str | None = None  # the recognised user (GRANTED or REFUSED only)
+    score: float | None = None  # best match cosine, when matching ran
+    liveness_scores: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.outcome is not Outcome.PENDING
+
+    @property
+    def failure(self) -> bool:
+        """Counts toward lockout."""
+        return self.outcome in (Outcome.NO_MATCH, Outcome.SPOOF)
+
+
+@dataclass
+class Attempt:
+    """The frames of one verification attempt, and what liveness said about them so far."""
+
+    started: float
+    first_face_ts: float
+    first_face_index: int
+    observations: list[Observation] = field(default_factory=list)
+    last_face_ts: float = 0.0  # capture time of the latest frame with a face
+    liveness_failures: int = 0  # checks that failed while the window was still filling
+    last_liveness_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What the lock knows of its active users, in memory only: the gallery, the audit pseudonyms and the
+    schedules stored with the templates, and the ``users.db`` generation they were read at."""
+
+    gallery: Any  # firmware.vision.Gallery
+    pseudonyms: Mapping[str, str] = field(default_factory=dict)
+    schedules: Mapping[str, tuple[pol.Window, ...]] = field(default_factory=dict)
+    generation: int = -1
+
+
+@dataclass(frozen=True)
+class Context:
+    """The policy facts of the moment an attempt is decided."""
+
+    policy: pol.PolicyConfig
+    when: dt.datetime
+    now: float
+    lockout: pol.LockoutState = field(default_factory=pol.LockoutState)
+    lockdown: pol.Lockdown = pol.Lockdown.OFF
+
+
+@dataclass(frozen=True)
+class AttemptRules:
+    frames_per_attempt: int = 3
+    max_frames_per_attempt: int = 10
+    face_lost_s: float = 0.5
+
+    @classmethod
+    def from_lock(cls, lock: Any) -> AttemptRules:
+        return cls(int(lock.frames_per_attempt), int(lock.max_frames_per_attempt), float(lock.face_lost_s))
+
+
+class AttemptDecider:
+    """Decides attempts with one face pipeline, one liveness policy (None only when configured off),
+    the enrolled users and the calibrated threshold/margin."""
+
+    def __init__(self, pipeline: Any, liveness: Any, enrolled: Enrolled, threshold: float, margin: float,
+                 rules: AttemptRules | None = None):
+        self.pipeline = pipeline
+        self.liveness = liveness
+        self.enrolled = enrolled
+        self.threshold = float(threshold)
+        self.margin = float(margin)
+        self.rules = rules or AttemptRules()
+
+    # ------------------------------------------------------------------------------------- frames
+    def observe(self, frame: Frame) -> Observation:
+        from firmware.vision.liveness.adapter import frame_from_result
+
+        res = self.pipeline.process(frame.rgb)
+        face = res.primary is not None
+        lf = frame_from_result(res, t=frame.ts, pipeline=self.pipeline) if face else None
+        return Observation(frame.index, frame.ts, face, bool(res.ok and res.embedding is not None),
+                           res.embedding, str(getattr(res.reason, "value", res.reason)), lf)
+
+    @property
+    def frames_needed(self) -> int:
+        need = self.rules.frames_per_attempt
+        if self.liveness is not None:
+            need = max(need, int(getattr(self.liveness.config, "min_frames", 3)))
+        return need
+
+    def face_gone(self, att: Attempt, ts: float) -> bool:
+        """No face for longer than ``face_lost_s`` since the attempt's last face (capture times)."""
+        return ts - att.last_face_ts > self.rules.face_lost_s
+
+    # ----------------------------------------------------------------------------------- deciding
+    def step(self, att: Attempt, ctx: Context) -> Decision:
+        """After a face frame was added to ``att``: PENDING, or the attempt's decision."""
+        usable = sum(1 for o in att.observations if o.usable)
+        if usable < self.frames_needed:
+            return Decision(Outcome.PENDING, "gathering")
+        scores: dict[str, float] = {}
+        if self.liveness is not None:
+            live, reason, scores = self.check_liveness(att.observations[-self.rules.max_frames_per_attempt:])
+            if not live:
+                if not reason.startswith("too_few_frames"):  # a failed verdict, not a lack of input
+                    att.liveness_failures += 1
+                    att.last_liveness_reason = reason
+                if len(att.observations) < self.rules.max_frames_per_attempt:
+                    return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores)
+                return Decision(Outcome.SPOOF, f"liveness:{reason}"[:200], liveness_scores=scores)
+        return self.match(att.observations, ctx, scores)
+
+    def face_lost(self, att: Attempt) -> Decision:
+        """The face left before a decision: abandoned, or a spoof when liveness had already failed."""
+        if att.liveness_failures:
+            return Decision(Outcome.SPOOF, f"liveness:{att.last_liveness_reason}:face_lost"[:200])
+        return Decision(Outcome.ABANDONED, "face_lost")
+
+    def match(self, observations: Sequence[Observation], ctx: Context,
+              liveness_scores: Mapping[str, float] | None = None) -> Decision:
+        embs = [o.embedding for o in observations if o.usable and o.embedding is not None]
+        if not embs:
+            return Decision(Outcome.NO_MATCH, "no_usable_face")
+        r = self.enrolled.gallery.match(np.mean(np.stack(embs), axis=0), self.threshold, self.margin)
+        ls = dict(liveness_scores or {})
+        if not r.accepted or r.user_id is None:
+            return Decision(Outcome.NO_MATCH, str(r.reason), None, float(r.score), ls)
+        d = pol.authorize(ctx.policy, r.user_id, ctx.when, ctx.lockout, ctx.now, ctx.lockdown,
+                          self.enrolled.schedules)
+        if not d.allowed:
+            return Decision(Outcome.REFUSED, d.reason, r.user_id, float(r.score), ls)
+        return Decision(Outcome.GRANTED, f"score={r.score:.3f}", r.user_id, float(r.score), ls)
+
+    def check_liveness(self, observations: Sequence[Observation]) -> tuple[bool, str, dict[str, float]]:
+        """(live, reason, scores) of the liveness policy over these frames."""
+        pad = getattr(self.liveness, "pad_model", None)
+        for o in observations:  # score each frame's PAD once, not on every re-check of a growing attempt
+            f = o.liveness
+            if f is not None and pad is not None and f.pad_score is None and f.face is not None:
+                o.liveness = dataclasses.replace(f, pad_score=float(pad.score(f.face)))
+        frames = [o.liveness for o in observations if o.liveness is not None]
+        min_frames = int(getattr(self.liveness.config, "min_frames", 3))
+        if len(frames) < min_frames:
+            return False, f"too_few_frames:{len(frames)}", {}
+        d = self.liveness.decide(frames)
+        scores = {k: float(v) for k, v in dict(d.scores).items() if isinstance(v, (int, float))}
+        return bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores
+
+    def decide_frames(self, frames: Sequence[Frame], ctx: Context) -> Decision:
+        """One whole attempt over frames captured by someone else (the same rules as the door's loop)."""
+        att: Attempt | None = None
+        for frame in frames:
+            obs = self.observe(frame)
+            if not obs.face:
+                if att is not None and self.face_gone(att, frame.ts):
+                    return self.face_lost(att)
+                continue
+            if att is None:
+                att = Attempt(ctx.now, frame.ts, frame.index)
+            att.observations.append(obs)
+            att.last_face_ts = frame.ts
+            d = self.step(att, ctx)
+            if d.final:
+                return d
+        if att is None:
+            return Decision(Outcome.ABANDONED, "no_face")
+        return self.face_lost(att) if att.liveness_failures else Decision(Outcome.ABANDONED, "too_few_frames")
+
+    # ------------------------------------------------------------------------------------- users
+    def user_ref(self, user_id: str | None) -> str | None:
+        """What the audit log says about a user: their pseudonym (firmware.pseudonym), never name or id."""
+        if user_id is None:
+            return None
+        return self.enrolled.pseudonyms.get(user_id, "unknown")
+
+    def forget(self, user_id: str) -> bool:
+        """Drop a user from the live gallery at once (a revoke); False when they were not in it."""
+        if user_id not in self.enrolled.gallery.user_ids:
+            return False
+        self.enrolled.gallery.remove(user_id)
+        return True
