@@ -12,8 +12,10 @@ Format, version 1 (all integers big-endian):
 The header is authenticated, so a changed KDF parameter is caught like a
 changed byte of the body.  A wrong passphrase and a tampered file are
 indistinguishable by design (both fail the AEAD tag) and give one error.
-The KDF cost is read from the header but bounded (N <= 2^20), so a crafted
-file cannot make import allocate gigabytes.
+The KDF cost is read from the header *before* anything can be authenticated,
+so it is bounded first (`firmware.crypto.kdf`: at most 64 MiB of scrypt memory
+and 256 MiB of work): a crafted 101-byte file asking for N=2^20, r=32, p=16
+(4 GiB) is refused with `BackupKdfError` before any allocation.
 
 Why a fresh AEAD over plain JSON and not the image container: the entries are
 keys and SQLite files, not images, and the passphrase KDF belongs here only.
@@ -31,8 +33,9 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from firmware.crypto.errors import KdfParameterError
+from firmware.crypto.kdf import ScryptParams, scrypt_params
 from provisioning.errors import BackupError, PassphraseError
 
 MAGIC = b"FLBK"
@@ -42,13 +45,16 @@ SALT_BYTES = 16
 NONCE_BYTES = 12
 TAG_BYTES = 16
 DEFAULT_LOG2_N = 15  # 32 MiB, ~0.1 s here: fine for a rare export/import, costly per guess
-MAX_LOG2_N = 20
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 _HEADER = struct.Struct(">4sBBBBB16s12s")
 
 
 class WrongPassphraseError(BackupError, PassphraseError):
     """The passphrase is wrong, or the bundle was altered (the AEAD tag cannot tell which)."""
+
+
+class BackupKdfError(BackupError):
+    """The bundle's header asks for KDF parameters above FaceLock's bounds (refused before the KDF runs)."""
 
 
 @dataclass(frozen=True)
@@ -58,16 +64,18 @@ class Bundle:
     created: str
 
 
-def _kdf(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    return Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase)
+def _params(log2_n: int, r: int, p: int) -> ScryptParams:
+    try:
+        return scrypt_params(log2_n, r, p)
+    except KdfParameterError as exc:
+        raise BackupKdfError(f"backup bundle refused: {exc}") from None
 
 
 def seal(passphrase: bytes, manifest: dict[str, Any], entries: dict[str, bytes], *,
          log2_n: int = DEFAULT_LOG2_N, r: int = 8, p: int = 1) -> bytes:
     if not passphrase:
         raise PassphraseError("an empty passphrase would protect nothing")
-    if not 10 <= log2_n <= MAX_LOG2_N:
-        raise BackupError(f"scrypt log2(N) must be in 10..{MAX_LOG2_N}")
+    kdf = _params(log2_n, r, p)
     payload = json.dumps({
         "format": "facelock-backup",
         "version": VERSION,
@@ -77,7 +85,7 @@ def seal(passphrase: bytes, manifest: dict[str, Any], entries: dict[str, bytes],
     }, sort_keys=True).encode()
     salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
     header = _HEADER.pack(MAGIC, VERSION, KDF_SCRYPT, log2_n, r, p, salt, nonce)
-    key = _kdf(passphrase, salt, log2_n, r, p)
+    key = kdf.derive(passphrase, salt)
     return header + ChaCha20Poly1305(key).encrypt(nonce, payload, header)
 
 
@@ -91,9 +99,7 @@ def open_(passphrase: bytes, blob: bytes) -> Bundle:
         raise BackupError("not a FaceLock backup bundle (bad magic)")
     if version != VERSION or kdf != KDF_SCRYPT:
         raise BackupError(f"unsupported backup bundle version {version} / kdf {kdf}")
-    if not (10 <= log2_n <= MAX_LOG2_N and 1 <= r <= 32 and 1 <= p <= 16):
-        raise BackupError(f"backup bundle has out-of-range scrypt parameters (log2N={log2_n}, r={r}, p={p})")
-    key = _kdf(passphrase, salt, log2_n, r, p)
+    key = _params(log2_n, r, p).derive(passphrase, salt)  # bounded before any KDF work
     try:
         payload = ChaCha20Poly1305(key).decrypt(nonce, blob[_HEADER.size:], blob[:_HEADER.size])
     except InvalidTag:

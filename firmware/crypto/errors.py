@@ -27,3 +27,7 @@ class AuthenticationError(CryptoError):
 
 class ImageDecodeError(CryptoError):
     """The input is not a decodable image."""
+
+
+class KdfParameterError(CryptoError):
+    """Stored KDF parameters ask for more memory or work than FaceLock allows (refused before any KDF runs)."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware.config_errors import ConfigError
+from firmware.errors import FaceLockError
 
 BACKENDS = ("file", "tpm")
 # Owner-hierarchy persistent handles live in 0x81000000..0x817FFFFF (TPM 2.0 part 2, 7.5).
@@ -43,12 +44,12 @@ class KeystoreConfig:
 
         if self.backend not in BACKENDS:
             raise bad("backend", f"must be one of {BACKENDS}, got {self.backend!r}")
-        if not isinstance(self.scrypt_log2_n, int) or not 10 <= self.scrypt_log2_n <= 22:
-            raise bad("scrypt_log2_n", "must be an integer in 10..22")
-        if not isinstance(self.scrypt_r, int) or not 1 <= self.scrypt_r <= 32:
-            raise bad("scrypt_r", "must be an integer in 1..32")
-        if not isinstance(self.scrypt_p, int) or not 1 <= self.scrypt_p <= 16:
-            raise bad("scrypt_p", "must be an integer in 1..16")
+        try:  # one place for the KDF bounds (64 MiB): the reader refuses what the writer may not write
+            from firmware.crypto.kdf import scrypt_params
+
+            scrypt_params(self.scrypt_log2_n, self.scrypt_r, self.scrypt_p)
+        except FaceLockError as exc:
+            raise bad("scrypt_log2_n", str(exc)) from None
         if self.device_secret_path is not None and not isinstance(self.device_secret_path, str):
             raise bad("device_secret_path", "must be a path string")
         if self.passphrase_env is not None and (

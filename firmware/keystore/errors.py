@@ -38,6 +38,10 @@ class KeystoreCorruptError(KeystoreError):
     """The keystore file is truncated, altered or not a FaceLock keystore."""
 
 
+class KeystoreKdfError(KeystoreCorruptError):
+    """The keystore file asks for KDF parameters above FaceLock's bounds (refused before the KDF runs)."""
+
+
 class KeystoreUnlockError(KeystoreError):
     """The key-encryption key cannot be derived (device secret missing or unreadable)."""
 

@@ -18,11 +18,17 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from firmware.crypto.errors import KdfParameterError
+from firmware.crypto.kdf import scrypt_params
 from firmware.fsutil import atomic_write, make_private_dir
 from firmware.keystore.base import Keystore
-from firmware.keystore.errors import KeystoreCorruptError, KeystoreUnlockError, WrongPassphraseError
+from firmware.keystore.errors import (
+    KeystoreCorruptError,
+    KeystoreKdfError,
+    KeystoreUnlockError,
+    WrongPassphraseError,
+)
 from firmware.keystore.keyfile import KeyFileData
 
 _CHECK_AAD = b"facelock keystore kek-check v1"
@@ -91,13 +97,17 @@ class FileKeystore(Keystore):
             log2n, r, p = int(params["log2n"]), int(params["r"]), int(params["p"])
         except (KeyError, ValueError, TypeError):
             raise KeystoreCorruptError(f"{self.path}: malformed KDF parameters") from None
-        if params.get("kdf") != "scrypt" or not (10 <= log2n <= 22 and 1 <= r <= 32 and 1 <= p <= 16):
-            raise KeystoreCorruptError(f"{self.path}: unsupported KDF parameters")
+        if params.get("kdf") != "scrypt":
+            raise KeystoreCorruptError(f"{self.path}: unsupported KDF {params.get('kdf')!r}")
+        try:  # read before the KEK check can authenticate anything: bounded first (64 MiB)
+            kdf = scrypt_params(log2n, r, p)
+        except KdfParameterError as exc:
+            raise KeystoreKdfError(f"{self.path}: {exc}") from None
         memo = (salt, log2n, r, p, passphrase)
         if memo not in self._keks:
             ds = load_or_create_device_secret(self._device_secret_path, create=create_secret)
             pw = len(ds).to_bytes(2, "big") + ds + (passphrase or "").encode()
-            kek = Scrypt(salt=salt, length=32, n=1 << log2n, r=r, p=p).derive(pw)
+            kek = kdf.derive(pw, salt)
             self._keks[memo] = ChaCha20Poly1305(kek)
         return self._keks[memo]
 
