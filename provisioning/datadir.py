@@ -2,9 +2,11 @@
 
 One place names every path, so commands, backup and tests agree:
 
-    pki/ca.key, pki/ca.crt                 management CA (key encrypted with the passphrase)
-    pki/cmd_signing.key, pki/cmd_signing.pub  Ed25519 command-signing key (key encrypted)
+    pki/ca.key, pki/ca.crt                 management CA (key wrapped with the passphrase, provisioning.keywrap)
+    pki/cmd_signing.key, pki/cmd_signing.pub  Ed25519 command-signing key (key wrapped)
     pki/issued/<device>.crt                certificates this CA issued (a record)
+                                           (the pki/ entries live in the CA directory on the management
+                                           host, pkifiles.default_ca_dir, never in a lock's data dir)
     device/device.json                     the device's config bundle: id, broker, key backend
     device/ca.crt, device/device.crt       its trust anchor and its client certificate
     device/device.key                      its TLS key when it is not sealed by the keystore

@@ -110,7 +110,7 @@ def command() -> None:
 @click.option("--id", "device_id", required=True, help="Device id: the certificate CN, MQTT client id and topic level.")
 @click.option("--broker", default="localhost:8883", show_default=True, help="MQTT broker HOST:PORT (TLS).")
 @click.option("--ca-dir", type=PATH, default=None,
-              help="Data dir holding the management CA [default: the same --data-dir].")
+              help="Directory holding the management CA [default: $FACELOCK_CA_DIR, else ~/.local/share/facelock-ca].")
 @click.option("--key-backend", type=click.Choice(["auto", "keystore", "file"]), default="auto", show_default=True,
               help="Where the device key goes: auto = the keystore when it is TPM-backed, else a 0600 file.")
 @click.option("--days", type=click.IntRange(1, 3650), default=825, show_default=True, help="Certificate validity.")
@@ -135,9 +135,10 @@ def init(device_id: str, broker: str, ca_dir: Path | None, key_backend: str, day
     if dd.has_device() and not force:
         existing = dd.device_config().get("device_id")
         raise AlreadyExistsError(f"device {existing!r} is already initialised in {dd.device} (use --force)")
-    DataDir(ca_dir or data_dir).require_ca()
+    ca_dir = pki.ca_dir_for(ca_dir, data_dir)
+    DataDir(ca_dir).require_ca()
     passphrase = read_passphrase(passphrase_file, what="CA passphrase")
-    key, csr, cert, ca_cert, ca = _issue(dd, ca_dir or data_dir, passphrase, device_id, days)
+    key, csr, cert, ca_cert, ca = _issue(dd, ca_dir, passphrase, device_id, days)
     used = _store_key(dd, key, key_backend)
     write_atomic(dd.device / "device.csr", pki.csr_pem(csr), 0o644)
     pki.save_cert(dd.device_ca, ca_cert)
@@ -168,7 +169,7 @@ def init(device_id: str, broker: str, ca_dir: Path | None, key_backend: str, day
 
 @command.command("renew")
 @click.option("--ca-dir", type=PATH, default=None,
-              help="Data dir holding the management CA [default: the same --data-dir].")
+              help="Directory holding the management CA [default: $FACELOCK_CA_DIR, else ~/.local/share/facelock-ca].")
 @click.option("--days", type=click.IntRange(1, 3650), default=825, show_default=True, help="Certificate validity.")
 @data_dir_option
 @passphrase_option
@@ -181,10 +182,11 @@ def renew(ca_dir: Path | None, days: int, data_dir: Path, passphrase_file: Path 
 
     dd = DataDir(data_dir)
     bundle = dd.require_device()
-    DataDir(ca_dir or data_dir).require_ca()
+    ca_dir = pki.ca_dir_for(ca_dir, data_dir)
+    DataDir(ca_dir).require_ca()
     passphrase = read_passphrase(passphrase_file, what="CA passphrase")
     old = pki.load_cert(dd.device_cert)
-    key, csr, cert, ca_cert, _ca = _issue(dd, ca_dir or data_dir, passphrase, bundle["device_id"], days)
+    key, csr, cert, ca_cert, _ca = _issue(dd, ca_dir, passphrase, bundle["device_id"], days)
     used = _store_key(dd, key, bundle.get("key_backend", "auto"))
     write_atomic(dd.device / "device.csr", pki.csr_pem(csr), 0o644)
     pki.save_cert(dd.device_ca, ca_cert)

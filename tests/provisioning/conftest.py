@@ -99,6 +99,7 @@ class Cli:
 
     def __init__(self, data_dir: Path, passphrase: str | None = PASSPHRASE):
         self.data_dir = data_dir
+        self.ca_dir = data_dir.with_name(data_dir.name + "-ca")  # the management host's CA directory
         self.passphrase = passphrase
 
     def __call__(self, *args: str | Path, data_dir: Path | None = None, env: dict | None = None,
@@ -106,6 +107,7 @@ class Cli:
         from provisioning.cli import main
 
         full_env = {"FACELOCK_PASSPHRASE": self.passphrase} if self.passphrase is not None else {}
+        full_env["FACELOCK_CA_DIR"] = str(self.ca_dir)  # the CA never goes into the lock's data dir
         full_env.update(env or {})
         argv = [str(a) for a in args]
         # --data-dir goes after the subcommand path (options belong to the leaf command)

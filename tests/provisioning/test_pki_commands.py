@@ -25,15 +25,18 @@ def _init(cli) -> None:
 def test_ca_init_creates_encrypted_keys_and_a_ca(cli):
     r = cli("ca", "init", "--json", ok=True)
     info = json.loads(r.stdout)
-    pki = cli.data_dir / "pki"
+    pki = cli.ca_dir / "pki"
+    assert not (cli.data_dir / "pki").exists()  # never in the lock's data dir
     ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert info["ca_fingerprint_sha256"] == ca.fingerprint(ca.signature_hash_algorithm).hex()
+    from provisioning import keywrap, pkifiles
+
     for name in ("ca.key", "cmd_signing.key"):
         p = pki / name
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
-        assert b"ENCRYPTED PRIVATE KEY" in p.read_bytes()
-        key = serialization.load_pem_private_key(p.read_bytes(), PASSPHRASE.encode())
+        assert keywrap.is_wrapped(p.read_bytes())
+        key = pkifiles.load_key(p, PASSPHRASE.encode())
         assert isinstance(key, ec.EllipticCurvePrivateKey if name == "ca.key" else ed25519.Ed25519PrivateKey)
     pub = serialization.load_pem_public_key((pki / "cmd_signing.pub").read_bytes())
     assert isinstance(pub, ed25519.Ed25519PublicKey)
@@ -41,17 +44,17 @@ def test_ca_init_creates_encrypted_keys_and_a_ca(cli):
 
 def test_ca_init_refuses_an_existing_ca_and_keeps_it(cli):
     cli("ca", "init", ok=True)
-    before = (cli.data_dir / "pki" / "ca.crt").read_bytes()
+    before = (cli.ca_dir / "pki" / "ca.crt").read_bytes()
     assert_one_line_error(cli("ca", "init"), 1, "already exists")
-    assert (cli.data_dir / "pki" / "ca.crt").read_bytes() == before
+    assert (cli.ca_dir / "pki" / "ca.crt").read_bytes() == before
     cli("ca", "init", "--force", ok=True)
-    assert (cli.data_dir / "pki" / "ca.crt").read_bytes() != before
+    assert (cli.ca_dir / "pki" / "ca.crt").read_bytes() != before
 
 
 def test_ca_init_without_a_passphrase_is_refused(cli):
     cli.passphrase = None
     assert_one_line_error(cli("ca", "init"), 1, "no CA passphrase")
-    assert not (cli.data_dir / "pki" / "ca.key").exists()
+    assert not (cli.ca_dir / "pki" / "ca.key").exists()
 
 
 def test_empty_or_missing_passphrase_file_is_refused(cli, tmp_path):
@@ -66,7 +69,9 @@ def test_passphrase_file_takes_the_first_line(cli, tmp_path):
     pf.write_text("s3cret-from-file\nignored\n")
     cli.passphrase = None
     cli("ca", "init", "--passphrase-file", pf, ok=True)
-    serialization.load_pem_private_key((cli.data_dir / "pki" / "ca.key").read_bytes(), b"s3cret-from-file")
+    from provisioning import pkifiles
+
+    pkifiles.load_key(cli.ca_dir / "pki" / "ca.key", b"s3cret-from-file")
 
 
 def test_device_init_writes_a_bundle_signed_by_the_ca(cli):
@@ -78,7 +83,7 @@ def test_device_init_writes_a_bundle_signed_by_the_ca(cli):
     cert = x509.load_pem_x509_certificate((dev / "device.crt").read_bytes())
     cert.verify_directly_issued_by(ca)
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "front-door"
-    assert (dev / "mgmt_cmd.pub").read_bytes() == (cli.data_dir / "pki" / "cmd_signing.pub").read_bytes()
+    assert (dev / "mgmt_cmd.pub").read_bytes() == (cli.ca_dir / "pki" / "cmd_signing.pub").read_bytes()
     # the private key matches the certificate, and is never world-readable
     from provisioning.datadir import DataDir
     from provisioning.devicekey import load
@@ -180,11 +185,11 @@ def test_device_init_with_the_ca_in_another_data_dir(tmp_path):
     mgmt, dev = Cli(tmp_path / "mgmt"), Cli(tmp_path / "dev")
     mgmt("ca", "init", ok=True)
     assert_one_line_error(dev("device", "init", "--id", "d9"), 4, "ca init")
-    dev("device", "init", "--id", "d9", "--ca-dir", mgmt.data_dir, ok=True)
+    dev("device", "init", "--id", "d9", "--ca-dir", mgmt.ca_dir, ok=True)
     assert not (dev.data_dir / "pki").exists()
-    assert (mgmt.data_dir / "pki" / "issued" / "d9.crt").read_bytes() == (dev.data_dir / "device" / "device.crt").read_bytes()
-    dev("device", "renew", "--ca-dir", mgmt.data_dir, ok=True)
-    ca = x509.load_pem_x509_certificate((mgmt.data_dir / "pki" / "ca.crt").read_bytes())
+    assert (mgmt.ca_dir / "pki" / "issued" / "d9.crt").read_bytes() == (dev.data_dir / "device" / "device.crt").read_bytes()
+    dev("device", "renew", "--ca-dir", mgmt.ca_dir, ok=True)
+    ca = x509.load_pem_x509_certificate((mgmt.ca_dir / "pki" / "ca.crt").read_bytes())
     x509.load_pem_x509_certificate((dev.data_dir / "device" / "device.crt").read_bytes()).verify_directly_issued_by(ca)
 
 
