@@ -11,8 +11,8 @@ header, in a PEM-style armour so the file says what it is:
             | salt 16 | nonce 12 | ChaCha20-Poly1305(scrypt(passphrase), nonce, PKCS#8 DER, aad = header) )
     -----END FACELOCK WRAPPED KEY-----
 
-The KDF cost is read from the header, so it is bounded *before* the KDF runs (memory 128·r·N <= 64 MiB,
-p <= 4): a crafted file cannot make the CLI allocate gigabytes.  A wrong passphrase and an altered file
+The KDF cost is read from the header, so it is bounded *before* the KDF runs (firmware.crypto.kdf: memory
+128·r·N <= 64 MiB, bounded work): a crafted file cannot make the CLI allocate gigabytes.  A wrong passphrase and an altered file
 are indistinguishable by design (both fail the tag) and give one error.
 """
 
@@ -26,8 +26,9 @@ import struct
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from firmware.crypto.errors import KdfParameterError
+from firmware.crypto.kdf import ScryptParams, scrypt_params
 from provisioning.errors import InputFileError, PassphraseError
 
 MAGIC = b"FLWK"
@@ -38,9 +39,6 @@ END = b"-----END FACELOCK WRAPPED KEY-----"
 LEGACY_MARKER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 # 2^16 x r 8 = 64 MiB and ~0.3 s per guess here: the CA key is used a few times a year.
 DEFAULT_LOG2_N, DEFAULT_R, DEFAULT_P = 16, 8, 1
-MIN_LOG2_N, MAX_LOG2_N = 14, 20
-MAX_R, MAX_P = 16, 4
-MAX_MEMORY = 64 * 1024 * 1024  # scrypt needs 128 * r * N bytes
 MAX_FILE_BYTES = 64 * 1024
 _HEADER = struct.Struct(">4sBBBBB16s12s")
 
@@ -53,18 +51,17 @@ class LegacyKeyFormatError(InputFileError):
     """The key is in the old PKCS#8 PBKDF2 (2,048 iterations) format: `facelock ca rewrap` converts it."""
 
 
-def check_params(log2_n: int, r: int, p: int) -> None:
-    """Refuse KDF parameters outside the bounds, before any memory is committed to them."""
-    if not (MIN_LOG2_N <= log2_n <= MAX_LOG2_N and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
-        raise KeyFormatError(f"scrypt parameters out of range (log2N={log2_n}, r={r}, p={p})")
-    if 128 * r * (1 << log2_n) > MAX_MEMORY:
-        raise KeyFormatError(f"scrypt parameters need {128 * r * (1 << log2_n) >> 20} MiB, more than "
-                             f"{MAX_MEMORY >> 20} MiB (log2N={log2_n}, r={r})")
+def check_params(log2_n: int, r: int, p: int) -> ScryptParams:
+    """Refuse KDF parameters outside FaceLock's bounds (firmware.crypto.kdf, the one place they live:
+    <= 64 MiB memory, bounded work), before any memory is committed to them."""
+    try:
+        return scrypt_params(log2_n, r, p)
+    except KdfParameterError as exc:
+        raise KeyFormatError(str(exc)) from None
 
 
 def _kdf(passphrase: bytes, salt: bytes, log2_n: int, r: int, p: int) -> bytes:
-    check_params(log2_n, r, p)
-    return Scrypt(salt=salt, length=32, n=1 << log2_n, r=r, p=p).derive(passphrase)
+    return check_params(log2_n, r, p).derive(passphrase, salt)
 
 
 def wrap(der_pkcs8: bytes, passphrase: bytes, *, log2_n: int = DEFAULT_LOG2_N, r: int = DEFAULT_R,
