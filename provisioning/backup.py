@@ -34,6 +34,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from firmware import boundedjson
 from firmware.crypto.errors import KdfParameterError
 from firmware.crypto.kdf import ScryptParams, scrypt_params
 from provisioning.errors import BackupError, PassphraseError
@@ -105,7 +106,7 @@ def open_(passphrase: bytes, blob: bytes) -> Bundle:
     except InvalidTag:
         raise WrongPassphraseError("wrong passphrase, or the backup bundle was altered") from None
     try:
-        doc = json.loads(payload)
+        doc = boundedjson.loads(payload)
         if doc.get("format") != "facelock-backup" or doc.get("version") != VERSION:
             raise ValueError("unknown payload format")
         entries = {str(k): base64.b64decode(v, validate=True) for k, v in doc["entries"].items()}

@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from firmware import boundedjson
 from firmware.crypto.errors import (
     AuthenticationError,
     ContainerFormatError,
@@ -185,7 +186,7 @@ def read_header(token: bytes | bytearray | memoryview) -> Header:
     metadata: dict[str, Any] = {}
     if meta_len:
         try:
-            metadata = json.loads(bytes(buf[off : off + meta_len]).decode("utf-8"))
+            metadata = boundedjson.loads(bytes(buf[off : off + meta_len]).decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise ContainerFormatError(f"metadata is not UTF-8 JSON: {exc}") from None
         if not isinstance(metadata, dict):

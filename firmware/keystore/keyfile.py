@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from firmware import boundedjson
 from firmware.keystore.errors import KeystoreCorruptError
 
 MAGIC = b"FLKS"
@@ -77,7 +78,7 @@ def decode(raw: bytes, where: Path | str = "keystore") -> KeyFileData:
     if not hmac.compare_digest(hashlib.sha256(body).digest(), digest):
         raise KeystoreCorruptError(f"{where}: checksum mismatch (the file was damaged or altered)")
     try:
-        obj = json.loads(body[_HEAD.size :])
+        obj = boundedjson.loads(body[_HEAD.size :])
         keys = {
             str(kid): KeyRecord(
                 current=int(rec["current"]),
@@ -87,4 +88,4 @@ def decode(raw: bytes, where: Path | str = "keystore") -> KeyFileData:
         }
         return KeyFileData(backend=str(obj["backend"]), params=dict(obj["params"]), keys=keys)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise KeystoreCorruptError(f"{where}: malformed payload ({exc.__class__.__name__})") from None
+        raise KeystoreCorruptError(f"{where}: malformed payload ({exc.__class__.__name__}: {exc})") from None

@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from firmware import boundedjson
 from firmware.biokey import extractor
 from firmware.biokey.errors import HelperDataError, InvalidEmbeddingError
 from firmware.keystore.base import Keystore
@@ -251,9 +252,9 @@ class TemplateStore:
     @staticmethod
     def _record(row: tuple) -> UserRecord:
         try:
-            policy = json.loads(row[5])
-        except ValueError:
-            raise TemplateStoreCorruptError(f"policy of user {row[0]} is not JSON") from None
+            policy = boundedjson.loads(row[5])
+        except ValueError as exc:  # JsonDepthError too: a crafted users.db must not crash the lock
+            raise TemplateStoreCorruptError(f"policy of user {row[0]} is not usable JSON ({exc})") from None
         return UserRecord(row[0], row[1], row[2], row[3], row[4], policy)
 
     # ---- users ---------------------------------------------------------------------------------

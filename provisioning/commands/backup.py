@@ -10,7 +10,6 @@ onto a fresh device gives a working lock there.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -83,6 +82,7 @@ def export(output: Path, force: bool, data_dir: Path, passphrase_file: Path | No
 @json_option
 def import_(bundle_file: Path, force: bool, data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
     """Restore a bundle into DATA_DIR (a fresh device, or --force to replace what is there)."""
+    from firmware import boundedjson
     from provisioning import auditlog, backup, stores
     from provisioning.atomicfile import write_atomic
     from provisioning.commands.device import MQTT_SNIPPET, mqtt_snippet
@@ -122,7 +122,7 @@ def import_(bundle_file: Path, force: bool, data_dir: Path, passphrase_file: Pat
         if data is not None and name != "device.json":
             write_atomic(dd.device / name, data, 0o600 if name.endswith(".key") else 0o644)
     try:
-        device = json.loads(b.entries["device/device.json"])
+        device = boundedjson.loads(b.entries["device/device.json"])
         snippet = mqtt_snippet(dd, device["device_id"], device["broker"], device.get("key_backend", "file"))
     except (ValueError, KeyError, TypeError) as exc:
         raise BackupError(f"{bundle_file}: the device bundle in it is malformed ({exc})") from None

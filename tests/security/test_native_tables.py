@@ -91,7 +91,7 @@ def test_out_of_range_index_in_every_section_is_refused_in_c():
                 cases.append([start + (value % 2), value, inverse])  # first or second entry of the table
     results = _run_child(n, cases)
     assert len(results) == len(cases)
-    for (pos, value, inverse), (rc, untouched) in zip(cases, results):
+    for (pos, value, inverse), (rc, untouched) in zip(cases, results, strict=True):
         assert rc == -1, f"index {value:#x} at word {pos} (inverse={inverse}) was accepted"
         assert untouched, f"index {value:#x} at word {pos}: output written before the refusal"
 
@@ -108,7 +108,7 @@ def test_random_hostile_tables_never_crash_the_core():
         value = int(rng.choice([rng.integers(0, 2 * bounds[pos] + 1), rng.integers(0, 2**32)]))
         cases.append([pos, value, int(rng.integers(0, 2))])
     results = _run_child(n, cases)
-    for (pos, value, _inv), (rc, _untouched) in zip(cases, results):
+    for (pos, value, _inv), (rc, _untouched) in zip(cases, results, strict=True):
         assert rc == (0 if value < bounds[pos] else -1), (pos, value, bounds[pos], rc)
 
 
