@@ -1,0 +1,120 @@
+"""The monitor's store in the centre's database: the interface of provisioning.monitor.store.MonitorStore
+(so provisioning.monitor.service.MonitorService runs on it unchanged), on SQLAlchemy.
+
+Idempotent by event id: `INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id` (PostgreSQL
+and SQLite alike) stores a resent or twice-delivered event once, and says which were new, in one
+round trip per batch, safe with several workers inserting at once.  A database that is down raises
+`DatabaseUnavailable`; the monitor then sends no receipt, so the devices keep those events and resend.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from central.db import Database
+from central.models import AlertRow, Availability, Counter, EventRow
+from firmware.telemetry.events import Event
+
+
+class SqlMonitorStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._insert = postgresql.insert if db.is_postgres else sqlite.insert
+
+    def insert_events(self, items: Iterable[tuple[Event, bytes]]) -> list[Event]:
+        items = list(items)
+        if not items:
+            return []
+        now = time.time()
+        by_id: dict[str, Event] = {}
+        rows = []
+        for event, raw in items:
+            if event.id in by_id:
+                continue
+            by_id[event.id] = event
+            rows.append({"event_id": event.id, "device": event.device, "type": event.type,
+                         "severity": event.severity, "ts": event.ts, "seq": event.seq or 0,
+                         "user_id": event.user_id, "stored_at": now, "payload": raw.decode()})
+        with self.db.session() as s:
+            new_ids: set[str] = set()
+            for i in range(0, len(rows), 1000):
+                stmt = (self._insert(EventRow).values(rows[i:i + 1000])
+                        .on_conflict_do_nothing(index_elements=["event_id"]).returning(EventRow.event_id))
+                new_ids.update(s.scalars(stmt).all())
+            dups = len(items) - len(new_ids)
+            if dups:
+                self._bump(s, "duplicates", dups)
+        return [by_id[i] for i in by_id if i in new_ids]
+
+    def insert_alerts(self, alerts: list) -> None:
+        if not alerts:
+            return
+        with self.db.session() as s:
+            s.add_all([AlertRow(rule=a.rule, device=a.device, ts=a.ts, detail=a.detail, event_id=a.event_id)
+                       for a in alerts])
+
+    def set_availability(self, device: str, status: str, now: float) -> None:
+        with self.db.session() as s:
+            stmt = self._insert(Availability).values(device=device, status=status, changed_at=now)
+            s.execute(stmt.on_conflict_do_update(index_elements=["device"],
+                                                 set_={"status": status, "changed_at": now}))
+
+    def count_malformed(self, kind: str, n: int = 1) -> None:
+        with self.db.session() as s:
+            self._bump(s, "malformed", n)
+            self._bump(s, f"malformed_{kind}", n)
+
+    def _bump(self, s, name: str, n: int) -> None:
+        stmt = self._insert(Counter).values(name=name, value=n)
+        s.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": Counter.value + n}))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def event_count(self) -> int:
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).select_from(EventRow)) or 0
+
+    def counters(self) -> dict[str, int]:
+        with self.db.session() as s:
+            return {c.name: c.value for c in s.scalars(select(Counter))}
+
+    def events(self, limit: int = 100, device: str | None = None, type_: str | None = None) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            q = select(EventRow).order_by(EventRow.rowid.desc()).limit(limit)
+            if device:
+                q = q.where(EventRow.device == device)
+            if type_:
+                q = q.where(EventRow.type == type_)
+            return [json.loads(r.payload) | {"stored_at": r.stored_at} for r in s.scalars(q)]
+
+    def alerts(self, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            return [{"rule": a.rule, "device": a.device, "ts": a.ts, "detail": a.detail, "event_id": a.event_id}
+                    for a in s.scalars(select(AlertRow).order_by(AlertRow.id).limit(limit))]
+
+    def report(self) -> dict[str, Any]:
+        with self.db.session() as s:
+            per_device: dict[str, dict[str, int]] = {}
+            for device, type_, n in s.execute(select(EventRow.device, EventRow.type, func.count())
+                                              .group_by(EventRow.device, EventRow.type)):
+                per_device.setdefault(device, {})[type_] = n
+            alerts: dict[str, dict[str, int]] = {}
+            for rule, device, n in s.execute(select(AlertRow.rule, AlertRow.device, func.count())
+                                             .group_by(AlertRow.rule, AlertRow.device)):
+                alerts.setdefault(rule, {})[device] = n
+            avail = {a.device: {"availability": a.status, "changed_at": a.changed_at}
+                     for a in s.scalars(select(Availability))}
+            counters = {c.name: c.value for c in s.scalars(select(Counter))}
+        return {"events_total": sum(sum(t.values()) for t in per_device.values()),
+                "events_per_device": {d: {"total": sum(t.values()), "by_type": t} for d, t in sorted(per_device.items())},
+                "alerts_total": sum(sum(d.values()) for d in alerts.values()),
+                "alerts_per_rule": {r: {"total": sum(d.values()), "by_device": d} for r, d in sorted(alerts.items())},
+                "devices": avail, "counters": counters}
+
+    def close(self) -> None:
+        pass

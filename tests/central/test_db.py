@@ -1,0 +1,58 @@
+"""The schema: one set of Alembic revisions for PostgreSQL and SQLite, matching the models; typed errors
+when the database is not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+
+from central.db import open_database, sqlite_url
+from central.errors import DatabaseUnavailable
+from central.models import Base
+from central.pgserver import LocalPostgres
+
+
+def _diff(db) -> list:
+    with db.engine.connect() as conn:
+        return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+
+def test_migrations_build_the_models_schema_on_postgres(pg_url: str) -> None:
+    db = open_database(pg_url)
+    assert db.is_postgres and db.current_revision() == "0001"
+    assert _diff(db) == []
+    db.upgrade()  # idempotent
+    db.dispose()
+
+
+def test_migrations_build_the_same_schema_on_sqlite(tmp_path: Path) -> None:
+    db = open_database(sqlite_url(tmp_path / "c.db"))
+    assert not db.is_postgres and db.current_revision() == "0001"
+    assert _diff(db) == []
+    db.dispose()
+
+
+def test_a_database_that_is_down_is_a_typed_error_and_comes_back() -> None:
+    pg = LocalPostgres()
+    pg.start()
+    try:
+        db = open_database(pg.url)
+        pg.stop()
+        with pytest.raises(DatabaseUnavailable):
+            with db.session() as s:
+                s.execute(text("select count(*) from devices"))
+        pg.start()
+        with db.session() as s:
+            assert s.execute(text("select count(*) from devices")).scalar() == 0
+        db.dispose()
+    finally:
+        pg.destroy()
+
+
+def test_an_unreachable_database_url_is_a_typed_error(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseUnavailable):
+        open_database(f"postgresql+psycopg://postgres@/nope?host={tmp_path}&port=5432")
