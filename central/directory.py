@@ -25,7 +25,7 @@ from central.keys import CentreKeys
 from central.models import AccessGroup, Device, Door, GroupDoor, GroupMember, Person, Template
 from firmware.config_errors import ConfigError
 from firmware.fleet.bundle import LOCKDOWN_MODES, MAX_TEMPLATES_PER_PERSON, encode_template
-from firmware.policy import window_from_dict
+from firmware.lock.policy import window_from_dict
 
 TEMPLATE_AAD = b"facelock central template v1"
 

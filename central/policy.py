@@ -15,6 +15,7 @@ import hashlib
 import time
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,8 +23,14 @@ from central.db import Database
 from central.directory import Directory
 from central.keys import CentreKeys
 from central.models import Device, Door, GroupDoor, GroupMember, PolicyState, Template
-from firmware.fleet.bundle import BUNDLE_VERSION, canonical, sign_bundle
+from firmware.fleet.bundle import BUNDLE_VERSION, canonical, parse_body
 from firmware.fleet.sealing import seal_template
+
+
+def sign_bundle(key: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
+    """The wire payload for `body`, checked by the door's own parser first so the centre never signs junk."""
+    parse_body(body)
+    return canonical({"body": body, "sig": base64.b64encode(key.sign(canonical(body))).decode()})
 
 
 def door_people(s: Session, door_id: str) -> dict[str, list | None]:

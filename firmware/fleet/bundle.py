@@ -14,7 +14,7 @@ Only the people the door needs appear, by their random id (no names), each templ
 was given at onboarding, the body names this door, every field has its type and bound, and the version is
 newer than the one it runs (firmware.fleet.store): a replayed old bundle cannot restore a revoked person.
 
-Pure: no I/O, no clock.  `encode_template`/`decode_template` fix the template plaintext (float32 vector).
+Pure: no I/O, no clock.  Signing is the centre's (central.policy.sign_bundle); the door only verifies.  `encode_template`/`decode_template` fix the template plaintext (float32 vector).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.config_errors import ConfigError
 from firmware.fleet.errors import BundleRejected
-from firmware.policy import Window, window_from_dict
+from firmware.lock.policy import Window, window_from_dict
 from firmware.telemetry.topics import valid_device_id
 
 BUNDLE_VERSION = 1
@@ -96,12 +96,6 @@ class Bundle:
             if p.id == person_id:
                 return p
         return None
-
-
-def sign_bundle(key: Ed25519PrivateKey, body: dict[str, Any]) -> bytes:
-    """The wire payload for `body` (the centre's side; checked by `parse_body` first so it never signs junk)."""
-    parse_body(body)
-    return canonical({"body": body, "sig": base64.b64encode(key.sign(canonical(body))).decode()})
 
 
 def verify_bundle(payload: bytes, centre_key: Ed25519PublicKey, door: str) -> Bundle:

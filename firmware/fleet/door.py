@@ -2,7 +2,7 @@
 
 Identification is cosine similarity against the bundle's templates (the same measure as the lock's
 matcher; the threshold comes from the bundle's `match_threshold` setting, default the lock's own),
-and authorization is firmware.policy's: lockdown first, then the person's schedule windows.  A person
+and authorization is firmware.lock.policy's: lockdown first, then the person's schedule windows.  A person
 absent from the bundle (never granted, or revoked) is simply unknown here.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.fleet.bundle import Bundle
-from firmware.policy import schedule_allows
+from firmware.lock.policy import schedule_allows
 
 DEFAULT_MATCH_THRESHOLD = 0.5
 

@@ -25,7 +25,7 @@ from firmware.fleet.sealing import open_template
 from provisioning.mosquitto import LocalBroker
 from tests.central.conftest import central_settings
 from tests.central.fleet_sim import SimDoor
-from tests.mqtt_broker import Sniffer, wait_until
+from tests.support.mqtt_broker import Sniffer, wait_until
 
 OP = "op-alice"
 MONDAY_NOON = dt.datetime(2026, 11, 30, 12, 0)
@@ -188,7 +188,7 @@ def test_tampered_misdirected_or_old_bundles_are_refused_by_the_door(centre, fle
         # 5. a re-signed bundle under another key
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        from firmware.fleet.bundle import sign_bundle
+        from central.policy import sign_bundle
         attacker.publish("facelock/door-a/policy", sign_bundle(Ed25519PrivateKey.generate(), d["body"]), retain=True)
         assert refused(6) and a.agent.last_refusal == "bad_signature"
         assert a.running_version() == 2 and a.agent.stats["applied"] == 2
