@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm swtpm-tools libtss2-dev tpm2-tools systemd
+APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm swtpm-tools libtss2-dev tpm2-tools systemd postgresql
 PYTEST_ARGS ?=
 SANITIZE_DIR := build/sanitize
 
@@ -17,7 +17,7 @@ $(STAMP): setup.py pyproject.toml $(wildcard native/*.c native/*.h native/*.py)
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[dev,tpm]'
+	$(PY) -m pip install -q -e '.[dev,tpm,central]'
 	@touch $@
 
 # Debian packages the tests need (a real mosquitto, a real swtpm, the TSS for
@@ -41,7 +41,7 @@ bench: install
 	@for b in crypto vision mqtt runtime; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
 
 lint: install
-	$(VENV)/bin/ruff check firmware provisioning tests native models
+	$(VENV)/bin/ruff check firmware provisioning central tests native models
 
 # Rebuild the native module with ASan+UBSan into build/ and run the native
 # tests against it (the instrumented module is loaded via FACELOCK_NATIVE_LIB).

@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 RUNTIME = [
     "numpy>=1.24",
     "cffi>=1.15",
-    "cryptography>=41",
+    "cryptography>=47",  # 47: hazmat.primitives.hpke (templates sealed to a door)
     "click>=8.1",
     "rich>=13",
     "pillow>=10",
@@ -16,6 +16,8 @@ RUNTIME = [
 ]
 
 EXTRAS = {
+    # facelock-central, the fleet management service (PostgreSQL or SQLite through SQLAlchemy + Alembic).
+    "central": ["sqlalchemy>=2.0,<2.1", "alembic>=1.13,<2", "psycopg[binary]>=3.1,<4"],
     # TPM 2.0 keystore backend: compiles against libtss2-dev.
     "tpm": ["tpm2-pytss>=2.1"],
     # Raspberry Pi camera and GPIO.
@@ -36,9 +38,9 @@ setup(
     description="Face-recognition smart-lock firmware: liveness, fuzzy-extractor keys, chaotic+AEAD image sealing",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["firmware", "firmware.*", "provisioning", "provisioning.*"]),
+    packages=find_packages(include=["firmware", "firmware.*", "provisioning", "provisioning.*", "central", "central.*"]),
     include_package_data=True,
-    package_data={"firmware": ["py.typed"]},
+    package_data={"firmware": ["py.typed"], "central": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
     setup_requires=["cffi>=1.15"],
     cffi_modules=["native/build_native.py:ffibuilder"],
     install_requires=RUNTIME,
@@ -47,6 +49,7 @@ setup(
         "console_scripts": [
             "facelock=provisioning.cli:main",
             "facelockd=firmware.daemon:main",
+            "facelock-central=central.cli:main",
         ]
     },
     zip_safe=False,

@@ -2,9 +2,9 @@
 
     central-signing     Ed25519 seed: signs policy bundles and remote commands (devices pin its public half)
     central-templates   AEAD key (versioned): seals every template stored in the database
-    central-ca          passphrase of the CA private key file (ca.key, PKCS#8 encrypted)
+    central-ca          passphrase of the CA private key file (ca.key)
 
-The data dir holds: keystore/, ca.pem, ca.key (encrypted), central.pub, crl.pem.  The keystore passphrase
+The data dir holds: keystore/, ca.pem, ca.key (scrypt + ChaCha20-Poly1305, provisioning.pkifiles), central.pub, crl.pem.  The keystore passphrase
 comes from $FACELOCK_CENTRAL_PASSPHRASE (none: the keystore is bound to keystore/device.secret only).
 Nothing here logs key material.
 """
@@ -24,7 +24,7 @@ from central.errors import KeyError_
 from firmware import fsutil
 from firmware.keystore.errors import KeystoreError
 from firmware.keystore.file_backend import FileKeystore
-from provisioning import pki
+from provisioning import pki, pkifiles
 
 SIGNING_KEY_ID = "central-signing"
 TEMPLATE_KEY_ID = "central-templates"
@@ -69,10 +69,7 @@ class CentreKeys:
         self.template_aead()
         if not self.ca_cert_path.exists():
             ca = pki.create_ca(ca_name)
-            password = self.keystore.ensure(CA_PASS_ID)
-            fsutil.atomic_write(self.ca_key_path, ca.key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.BestAvailableEncryption(password)), 0o600)
+            pkifiles.save_key(self.ca_key_path, ca.key, self.keystore.ensure(CA_PASS_ID))
             pki.write_cert(self.ca_cert_path, ca.cert)
         if not self.public_key_path.exists():
             fsutil.atomic_write(self.public_key_path, self.public_key_pem(), 0o644)
@@ -109,8 +106,7 @@ class CentreKeys:
         if self._ca is None:
             if not self.ca_cert_path.exists():
                 raise KeyError_(f"no CA in {self.dir}: run `facelock-central init`")
-            key = serialization.load_pem_private_key(self.ca_key_path.read_bytes(),
-                                                     password=self.keystore.unseal(CA_PASS_ID))
+            key = pkifiles.load_key(self.ca_key_path, self.keystore.unseal(CA_PASS_ID))
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise KeyError_("the CA key is not an EC key")
             self._ca = pki.Issued(key, x509.load_pem_x509_certificate(self.ca_cert_path.read_bytes()))

@@ -1,0 +1,124 @@
+"""`facelock-central run`: one stateless worker = the monitor (events, availability, alerts into the
+database, receipts back to the doors) + the bundle distributor + a periodic bundle refresh.
+
+Run as many workers as the load needs, on as many hosts: they share only the database and the broker
+(MQTT v5 shared subscriptions split events and acks between them; bundle versions are minted under row
+locks).  SIGTERM / SIGINT stop a worker cleanly: receipts are only sent for stored events, so nothing is
+lost when a worker dies, at any moment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from central.errors import CentralError, DatabaseUnavailable
+
+log = logging.getLogger("facelock.central")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    data_dir: str = "facelock-central"
+    db: str = ""  # default: SQLite in data_dir
+    host: str = "127.0.0.1"
+    port: int = 8883
+    ca_file: str = "ca.pem"
+    cert_file: str = "central.pem"
+    key_file: str = "central.key"
+    group: str = "facelock-central"
+    client_id: str = ""
+    retry_s: float = 5.0
+    refresh_s: float = 30.0
+    batch_max: int = 500
+    denied_threshold: int = 3
+    denied_window_s: float = 60.0
+    offline_after_s: float = 120.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> ServiceConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for k, v in d.items():
+            if k not in fields:
+                raise CentralError(f"central.{k}: unknown key")
+            default = fields[k].default
+            ok = (isinstance(v, bool) is isinstance(default, bool)) and (
+                isinstance(v, type(default)) or isinstance(default, float) and isinstance(v, int))
+            if not ok:
+                raise CentralError(f"central.{k}: must be a {type(default).__name__}")
+        vals = {k: (float(v) if isinstance(fields[k].default, float) else v) for k, v in d.items()}
+        if base is not None:
+            for k in ("data_dir", "ca_file", "cert_file", "key_file"):
+                if k in vals and not os.path.isabs(vals[k]):
+                    vals[k] = str(base / vals[k])
+        return cls(**vals)
+
+    @classmethod
+    def from_toml(cls, path: Path) -> ServiceConfig:
+        try:
+            d = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise CentralError(f"{path}: {exc}") from None
+        if set(d) - {"central"}:
+            raise CentralError(f"{path}: only a [central] table is allowed")
+        return cls.from_dict(d.get("central", {}), path.parent)
+
+
+class Worker:
+    def __init__(self, cfg: ServiceConfig) -> None:
+        from central.app import Centre
+        from central.distributor import BrokerSettings, Distributor
+        from provisioning.monitor.config import MonitorConfig
+        from provisioning.monitor.service import MonitorService
+
+        self.cfg = cfg
+        self.centre = Centre(cfg.data_dir, cfg.db or None)
+        suffix = cfg.client_id or f"{os.uname().nodename}-{os.getpid()}"
+        self.monitor = MonitorService(
+            MonitorConfig(host=cfg.host, port=cfg.port, ca_file=cfg.ca_file, cert_file=cfg.cert_file,
+                          key_file=cfg.key_file, client_id=f"facelock-central-mon-{suffix}", group=cfg.group,
+                          console=False, batch_max=cfg.batch_max, denied_threshold=cfg.denied_threshold,
+                          denied_window_s=cfg.denied_window_s, offline_after_s=cfg.offline_after_s,
+                          backoff_min_s=0.2, backoff_max_s=5.0),
+            self.centre.monitor)
+        self.distributor = Distributor(self.centre.db, BrokerSettings(
+            cfg.host, cfg.port, cfg.ca_file, cfg.cert_file, cfg.key_file, client_id=f"facelock-central-{suffix}",
+            group=cfg.group), retry_s=cfg.retry_s)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.monitor.start()
+        self.distributor.start()
+
+    def run(self) -> None:
+        self.start()
+        while not self._stop.wait(self.cfg.refresh_s):
+            try:
+                self.centre.policy.refresh()
+            except DatabaseUnavailable:
+                log.warning("database unavailable; bundle refresh postponed")
+        self.shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        self.distributor.stop()
+        self.monitor.stop()
+        self.centre.close()
+
+
+def run_service(cfg: ServiceConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    w = Worker(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: w.stop())
+    signal.signal(signal.SIGINT, lambda *_: w.stop())
+    w.run()
