@@ -10,7 +10,6 @@ the loop backs off and nothing is lost (an unrecorded ack is recovered by the ne
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -24,6 +23,7 @@ from sqlalchemy import or_, select
 from central.db import Database
 from central.errors import DatabaseUnavailable
 from central.models import Device, PolicyState
+from firmware import boundedjson
 from firmware.fleet import topics as fleet_topics
 from firmware.telemetry.tls import client_context
 
@@ -48,7 +48,7 @@ def parse_ack(topic: str, payload: bytes) -> dict | None:
     if door is None or len(payload) > MAX_ACK_BYTES:
         return None
     try:
-        d = json.loads(payload.decode("utf-8"))
+        d = boundedjson.loads(payload.decode("utf-8"), max_depth=4)
     except (UnicodeDecodeError, ValueError):
         return None
     if not isinstance(d, dict) or d.get("v") != 1 or d.get("door") != door:

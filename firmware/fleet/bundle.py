@@ -31,6 +31,7 @@ import numpy as np
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware import boundedjson
 from firmware.config_errors import ConfigError
 from firmware.fleet.errors import BundleRejected
 from firmware.lock.policy import Window, window_from_dict
@@ -103,7 +104,7 @@ def verify_bundle(payload: bytes, centre_key: Ed25519PublicKey, door: str) -> Bu
     if not isinstance(payload, bytes | bytearray) or len(payload) > MAX_BUNDLE_BYTES:
         raise BundleRejected("malformed", "empty or too large")
     try:
-        d = json.loads(bytes(payload).decode("utf-8"), parse_constant=_refuse)
+        d = boundedjson.loads(bytes(payload).decode("utf-8"), max_depth=8)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BundleRejected("malformed", "not JSON") from None
     if not isinstance(d, dict) or set(d) != {"body", "sig"} or not isinstance(d["body"], dict):
@@ -188,6 +189,3 @@ def parse_body(b: dict[str, Any]) -> Bundle:
         out.append(PersonEntry(pid, sched, tuple(sealed)))
     return Bundle(door, version, issued_at, b["lockdown"], dict(settings), tuple(out))
 
-
-def _refuse(name: str) -> None:
-    raise ValueError(name)
