@@ -46,7 +46,7 @@ from firmware.telemetry.commands import Command, CommandVerifier, NonceStore, lo
 from firmware.telemetry.config import MqttConfig
 from firmware.telemetry.errors import CommandRejected, TelemetryError
 from firmware.telemetry.events import make_event
-from firmware.telemetry.ha_discovery import DOOR_STATES, LOCK_STATES, discovery_messages
+from firmware.telemetry.ha_discovery import DOOR_STATES, LOCK_STATES
 from firmware.telemetry.outbox import Outbox, OutboxRow
 from firmware.telemetry.paho_io import BatchedIOClient
 from firmware.telemetry.replay_guard import device_clock
@@ -279,10 +279,9 @@ class TelemetryClient:
         no_retained = SubscribeOptions(qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         client.subscribe([(topics.command_filter(self.device), no_retained),
                           (topics.receipt(self.device), SubscribeOptions(qos=1, noLocal=True))])
+        # No Home Assistant discovery from here: the broker refuses devices every homeassistant/ topic (a
+        # device could otherwise point an entity's command_topic at another door); the monitor publishes it.
         client.publish(topics.availability(self.device), b"online", qos=1, retain=True)
-        if self.config.discovery:
-            for topic, payload in discovery_messages(self.device, self.config.discovery_prefix):
-                client.publish(topic, payload, qos=1, retain=True)
         with self._lock:
             self._state_dirty = True
         self._connected.set()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.config_errors import ConfigError
-from firmware.telemetry.topics import valid_device_id
+from firmware.telemetry.topics import is_reserved, valid_device_id
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,6 @@ class MqttConfig:
     # broker crash); when False the event is deleted on PUBACK.
     require_receipt: bool = True
     receipt_timeout_s: float = 30.0
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base_dir: str | Path | None = None) -> MqttConfig:
@@ -82,6 +80,8 @@ class MqttConfig:
         """Raise ConfigError naming the first bad value."""
         if not valid_device_id(self.device_id):
             raise ConfigError("mqtt.device_id: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63} (no '/', '+', '#')")
+        if is_reserved(self.device_id):
+            raise ConfigError(f"mqtt.device_id: {self.device_id!r} is a reserved service identity")
         if not self.host:
             raise ConfigError("mqtt.host: must not be empty")
         if not 1 <= self.port <= 65535:
@@ -105,5 +105,3 @@ class MqttConfig:
             raise ConfigError("mqtt.outbox_max_events: must be at least 10")
         if self.receipt_timeout_s <= 0:
             raise ConfigError("mqtt.receipt_timeout_s: must be > 0")
-        if not self.discovery_prefix or any(c in self.discovery_prefix for c in "+#"):
-            raise ConfigError("mqtt.discovery_prefix: must be a topic prefix without wildcards")

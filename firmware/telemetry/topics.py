@@ -14,12 +14,25 @@ from __future__ import annotations
 import re
 
 ROOT = "facelock"
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Always used with fullmatch: `re.match` with `$` would accept a trailing newline ("door\n").
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+# The service identities (certificate CN = MQTT user): a device named like one would get its rights.
+MONITOR_USER = "facelock-monitor"
+ADMIN_USER = "facelock-admin"
+HA_USER = "facelock-ha"
+BROKER_ADMIN_USER = "facelock-broker-admin"
+RESERVED_IDS: frozenset[str] = frozenset({MONITOR_USER, ADMIN_USER, HA_USER, BROKER_ADMIN_USER})
 
 
 def valid_device_id(device: str) -> bool:
-    """True when `device` is safe inside a topic level and as a TLS identity (no '/', '+', '#')."""
+    """True when `device` is safe inside a topic level and as a TLS identity (no '/', '+', '#', no newline)."""
     return isinstance(device, str) and DEVICE_ID_RE.fullmatch(device) is not None
+
+
+def is_reserved(device: str) -> bool:
+    """True for the service identities' names (case-insensitive: a CN is compared as typed by people)."""
+    return isinstance(device, str) and device.lower() in RESERVED_IDS
 
 
 def event(device: str, type_: str) -> str:

@@ -58,7 +58,7 @@ def _bare_paho(broker, n: int, payload: bytes, inflight: int) -> float:
             raise click.ClickException("bare paho client could not connect")
         t0 = time.perf_counter()
         for _ in range(n):
-            c.publish("facelock/bench-bare/bench", payload, qos=1)
+            c.publish("facelock/bench-bare/cmd/result", payload, qos=1)
         if not done.wait(300):
             raise click.ClickException(f"bare paho: only {acked[0]}/{n} acknowledged")
         return n / (time.perf_counter() - t0)
@@ -78,7 +78,7 @@ def _outbox_round(broker, workdir: Path, store, device: str, n: int, inflight: i
     files = broker.pki.client(device)
     cfg = MqttConfig(device_id=device, host=broker.host, port=broker.port, ca_file=str(broker.pki.ca),
                      cert_file=str(files.cert), key_file=str(files.key),
-                     management_pubkey_file=str(broker.pki.signing_pub), max_inflight=inflight, discovery=False)
+                     management_pubkey_file=str(broker.pki.signing_pub), max_inflight=inflight)
     path = workdir / f"{device}-outbox.db"
     outbox = Outbox(path)
     client = TelemetryClient(cfg, outbox)
@@ -204,7 +204,7 @@ def _wait_monitor(broker, store, monitor: subprocess.Popen) -> None:
     files = broker.pki.client("bench-dev-0")
     cfg = MqttConfig(device_id="bench-dev-0", host=broker.host, port=broker.port, ca_file=str(broker.pki.ca),
                      cert_file=str(files.cert), key_file=str(files.key),
-                     management_pubkey_file=str(broker.pki.signing_pub), discovery=False,
+                     management_pubkey_file=str(broker.pki.signing_pub),
                      receipt_timeout_s=0.5)
     outbox = Outbox(broker.dir / "probe-outbox.db")
     client = TelemetryClient(cfg, outbox)

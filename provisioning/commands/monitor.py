@@ -90,6 +90,7 @@ def run(config_file: str | None, quiet: bool, **opts: object) -> None:
 @click.option("--last", type=int, default=20, help="Show this many recent events first.")
 def tail(db: str, follow: bool, last: int) -> None:
     """Live view of stored events and alerts."""
+    from provisioning.monitor.sanitize import printable as p
     from provisioning.monitor.store import MonitorStore
 
     if not Path(db).exists():
@@ -104,12 +105,13 @@ def tail(db: str, follow: bool, last: int) -> None:
         while True:
             for pos, e in store.events_after(ev_pos, 500):
                 ev_pos = pos
-                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(e['ts']))} {e['device']:<16} "
-                           f"{e['severity']:<8} {e['type']:<18} seq={e['seq']}")
+                click.echo(f"{time.strftime('%H:%M:%S', time.localtime(e['ts']))} {p(e['device']):<16} "
+                           f"{p(e['severity']):<8} {p(e['type']):<18} seq={e['seq']}")
             for pos, a in store.alerts_after(al_pos, 500):
                 al_pos = pos
-                click.secho(f"{time.strftime('%H:%M:%S', time.localtime(a['ts']))} ALERT {a['rule']} "
-                            f"device={a['device']} {a['detail']}", fg="red")
+                # Alert details quote device-supplied text: escaped, never interpreted by the terminal.
+                click.secho(f"{time.strftime('%H:%M:%S', time.localtime(a['ts']))} ALERT {p(a['rule'])} "
+                            f"device={p(a['device'])} {p(a['detail'])}", fg="red")
             if not follow:
                 return
             time.sleep(0.5)
@@ -136,10 +138,12 @@ def report(db: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rep, indent=2, sort_keys=True))
         return
+    from provisioning.monitor.sanitize import printable as p
+
     click.echo(f"events: {rep['events_total']}  alerts: {rep['alerts_total']}")
     for device, d in rep["events_per_device"].items():
-        click.echo(f"  {device}: {d['total']}  " + ", ".join(f"{t}={n}" for t, n in d["by_type"].items()))
+        click.echo(f"  {p(device)}: {d['total']}  " + ", ".join(f"{p(t)}={n}" for t, n in d["by_type"].items()))
     for rule, d in rep["alerts_per_rule"].items():
-        click.echo(f"  alert {rule}: {d['total']}")
+        click.echo(f"  alert {p(rule)}: {d['total']}")
     if rep["counters"]:
-        click.echo("  counters: " + ", ".join(f"{k}={v}" for k, v in sorted(rep["counters"].items())))
+        click.echo("  counters: " + ", ".join(f"{p(k)}={v}" for k, v in sorted(rep["counters"].items())))

@@ -12,6 +12,7 @@ import urllib.request
 from typing import TextIO
 
 from provisioning.monitor.rules import Alert
+from provisioning.monitor.sanitize import printable
 
 log = logging.getLogger("facelock.monitor")
 
@@ -26,7 +27,9 @@ class ConsoleNotifier:
         self.stream = stream or sys.stdout
 
     def notify(self, alert: Alert) -> None:
-        print(f"ALERT {alert.rule} device={alert.device} {alert.detail}", file=self.stream, flush=True)
+        # The detail quotes device-supplied text: escaped, never interpreted by the terminal.
+        print(f"ALERT {printable(alert.rule)} device={printable(alert.device)} {printable(alert.detail)}",
+              file=self.stream, flush=True)
 
     def close(self) -> None:
         pass

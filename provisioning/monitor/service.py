@@ -36,6 +36,7 @@ from firmware.telemetry.paho_io import BatchedIOClient
 from firmware.telemetry.tls import client_context
 from provisioning.monitor.config import MonitorConfig
 from provisioning.monitor.rules import Alert, AlertRules
+from provisioning.monitor.sanitize import printable
 from provisioning.monitor.store import MonitorStore
 from provisioning.signing import sign_command
 
@@ -206,8 +207,8 @@ class MonitorService:
     def _malformed(self, kind: str, where: str, size: int, why: str = "") -> None:
         self.stats["malformed"] += 1
         self._work.put(("malformed", kind))
-        log.warning("malformed %s payload from %s dropped (%d bytes)%s", kind, where[:80], size,
-                    f": {why[:160]}" if why else "")
+        log.warning("malformed %s payload from %s dropped (%d bytes)%s", kind, printable(where, 80), size,
+                    f": {printable(why, 160)}" if why else "")
 
     # -- batching (I/O thread) -----------------------------------------------------------------
     def _maybe_flush(self) -> None:
