@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,18 +29,21 @@ from provisioning.options import (
 if TYPE_CHECKING:
     from provisioning.datadir import DataDir
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
 def _check_device_id(device_id: str) -> str:
+    from firmware.telemetry import topics
     from provisioning.errors import ProvisioningError
 
     # The id becomes an MQTT topic level and the certificate CN (= MQTT username via
-    # use_identity_as_username), so '+', '#', '/' and spaces must never get in.
-    if not DEVICE_ID_RE.match(device_id):
+    # use_identity_as_username), so '+', '#', '/', spaces and newlines must never get in (one rule for
+    # the CLI, the daemon's config and the broker: topics.valid_device_id, a fullmatch), and a device
+    # named like a service identity would get that service's rights on the broker.
+    if not topics.valid_device_id(device_id):
         raise ProvisioningError(
-            f"invalid device id {device_id!r}: use 1-64 letters, digits, '-' or '_' (it becomes an MQTT topic level)"
+            f"invalid device id {device_id!r}: use 1-64 letters, digits, '.', '-' or '_', starting with a letter "
+            "or digit (it becomes an MQTT topic level)"
         )
+    if topics.is_reserved(device_id):
+        raise ProvisioningError(f"device id {device_id!r} is reserved for a FaceLock service identity")
     return device_id
 
 
@@ -54,8 +56,12 @@ def _check_broker(broker: str) -> str:
     return broker
 
 
-def _issue(dd: DataDir, ca_dir: Path, passphrase: bytes, device_id: str, days: int):
-    """New device key + CSR, signed by the CA in ca_dir. Returns (key, csr, cert, ca_cert)."""
+def _issue(dd: DataDir, ca_dir: Path, passphrase: bytes, device_id: str, days: int, replaces=()):
+    """New device key + CSR, signed by the CA in ca_dir. Returns (key, csr, cert, ca_cert, ca, revoked).
+
+    Every earlier certificate of this id (the CA's record of it, and `replaces`) goes on the CRL: a renewed
+    or re-initialised device must not leave a second valid credential behind."""
+    from provisioning import crl as crls
     from provisioning import pkifiles as pki
     from provisioning.datadir import DataDir
 
@@ -63,12 +69,17 @@ def _issue(dd: DataDir, ca_dir: Path, passphrase: bytes, device_id: str, days: i
     ca.require_ca()
     ca_key = pki.load_key(ca.ca_key, passphrase)  # PassphraseError on a wrong passphrase
     ca_cert = pki.load_cert(ca.ca_cert)
+    old = [c for c in replaces if c is not None]
+    if ca.issued(device_id).is_file():
+        old.append(pki.load_cert(ca.issued(device_id)))
+    old_serials = sorted({c.serial_number for c in old if c.issuer == ca_cert.subject})
     key = pki.new_tls_key()
     csr = pki.make_csr(key, device_id)
     cert = pki.sign_csr(ca_key, ca_cert, csr, days=days)
     pki.verify_issued_by(cert, ca_cert)
+    crls.write_crl(crls.crl_path(ca.pki), ca_key, ca_cert, [s for s in old_serials if s != cert.serial_number])
     pki.save_cert(ca.issued(device_id), cert)
-    return key, csr, cert, ca_cert, ca
+    return key, csr, cert, ca_cert, ca, old_serials
 
 
 MQTT_SNIPPET = "mqtt.toml"
@@ -138,7 +149,7 @@ def init(device_id: str, broker: str, ca_dir: Path | None, key_backend: str, day
     ca_dir = pki.ca_dir_for(ca_dir, data_dir)
     DataDir(ca_dir).require_ca()
     passphrase = read_passphrase(passphrase_file, what="CA passphrase")
-    key, csr, cert, ca_cert, ca = _issue(dd, ca_dir, passphrase, device_id, days)
+    key, csr, cert, ca_cert, ca, _revoked = _issue(dd, ca_dir, passphrase, device_id, days)
     used = _store_key(dd, key, key_backend)
     write_atomic(dd.device / "device.csr", pki.csr_pem(csr), 0o644)
     pki.save_cert(dd.device_ca, ca_cert)
@@ -186,7 +197,8 @@ def renew(ca_dir: Path | None, days: int, data_dir: Path, passphrase_file: Path 
     DataDir(ca_dir).require_ca()
     passphrase = read_passphrase(passphrase_file, what="CA passphrase")
     old = pki.load_cert(dd.device_cert)
-    key, csr, cert, ca_cert, _ca = _issue(dd, ca_dir, passphrase, bundle["device_id"], days)
+    key, csr, cert, ca_cert, _ca, revoked = _issue(dd, ca_dir, passphrase, bundle["device_id"], days,
+                                                   replaces=(old,))
     used = _store_key(dd, key, bundle.get("key_backend", "auto"))
     write_atomic(dd.device / "device.csr", pki.csr_pem(csr), 0o644)
     pki.save_cert(dd.device_ca, ca_cert)
@@ -202,11 +214,68 @@ def renew(ca_dir: Path | None, days: int, data_dir: Path, passphrase_file: Path 
                  mqtt_snippet(dd, bundle["device_id"], bundle["broker"], used).encode(), 0o644)
     write_atomic(dd.device_json, json.dumps(bundle, indent=2).encode(), 0o644)
     info = {"device_id": bundle["device_id"], "old_serial": f"{old.serial_number:x}",
-            "new_serial": f"{cert.serial_number:x}", "not_after": bundle["not_after"]}
+            "new_serial": f"{cert.serial_number:x}", "not_after": bundle["not_after"],
+            "revoked_serials": [f"{s:x}" for s in revoked]}
     if as_json:
         emit_json(info)
     else:
-        click.echo(f"device {bundle['device_id']} renewed: new certificate until {bundle['not_after']}")
+        click.echo(f"device {bundle['device_id']} renewed: new certificate until {bundle['not_after']}; "
+                   f"old certificate revoked (reload the broker to load the CRL)")
+
+
+@command.command("revoke")
+@click.option("--id", "device_id", required=True, help="The device whose certificate(s) to revoke.")
+@click.option("--broker", default=None, help="Also delete the device from this running broker (HOST:PORT), "
+              "which ends a session that is up; needs --broker-ca/--broker-cert/--broker-key.")
+@click.option("--broker-ca", type=PATH, default=None, help="CA certificate the broker's server cert chains to.")
+@click.option("--broker-cert", type=PATH, default=None, help="facelock-broker-admin client certificate.")
+@click.option("--broker-key", type=PATH, default=None, help="facelock-broker-admin client key.")
+@data_dir_option
+@passphrase_option
+@json_option
+def revoke(device_id: str, broker: str | None, broker_ca: Path | None, broker_cert: Path | None,
+           broker_key: Path | None, data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Revoke a device: its certificate goes on the CA's CRL (DATA_DIR is the CA's data dir).
+
+    A broker loading the CRL (`crlfile`) refuses the certificate from its next start or reload; with
+    --broker the device is also deleted from the running broker's dynamic-security plugin at once."""
+    from provisioning import crl as crls
+    from provisioning import pkifiles as pki
+    from provisioning.datadir import DataDir
+    from provisioning.errors import ProvisioningError
+
+    _check_device_id(device_id)
+    if broker:
+        _check_broker(broker)
+        if not (broker_ca and broker_cert and broker_key):
+            raise ProvisioningError("--broker needs --broker-ca, --broker-cert and --broker-key")
+    ca = DataDir(data_dir)
+    ca.require_ca()
+    if not ca.issued(device_id).is_file():
+        raise ProvisioningError(f"this CA has no certificate on record for device {device_id!r}")
+    passphrase = read_passphrase(passphrase_file, what="CA passphrase")
+    ca_key = pki.load_key(ca.ca_key, passphrase)
+    ca_cert = pki.load_cert(ca.ca_cert)
+    cert = pki.load_cert(ca.issued(device_id))
+    path = crls.crl_path(ca.pki)
+    crls.write_crl(path, ca_key, ca_cert, [cert.serial_number])
+    info = {"device_id": device_id, "revoked_serial": f"{cert.serial_number:x}", "crl": str(path),
+            "broker_session_ended": False}
+    if broker:
+        from provisioning.mosquitto import DynsecAdmin
+
+        host, _, port = broker.rpartition(":")
+        admin = DynsecAdmin(host, int(port), broker_ca, broker_cert, broker_key)
+        try:
+            admin.remove_device(device_id)
+        finally:
+            admin.close()
+        info["broker_session_ended"] = True
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"device {device_id} revoked (serial {info['revoked_serial']}); CRL {path}"
+                   + ("; removed from the broker" if broker else "; reload the broker to load the CRL"))
 
 
 @command.command("show")
