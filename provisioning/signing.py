@@ -26,8 +26,11 @@ def sign_command(
     *,
     ts: float | None = None,
     nonce: str | None = None,
+    grant: dict[str, Any] | None = None,
 ) -> bytes:
-    """The signed wire payload of one command (used by the management side and by tests)."""
+    """The signed wire payload of one command (used by the management side and by tests).
+
+    With `grant` (provisioning.grants), `key` is the granted scoped key and the grant rides along, signed."""
     body = {
         "v": COMMAND_VERSION,
         "name": name,
@@ -36,5 +39,7 @@ def sign_command(
         "nonce": nonce or secrets.token_hex(16),
         "args": dict(args or {}),
     }
+    if grant is not None:
+        body["grant"] = grant
     sig = key.sign(canonical(body))
     return json.dumps({**body, "sig": base64.b64encode(sig).decode()}, separators=(",", ":")).encode()

@@ -102,6 +102,7 @@ class TelemetryClient:
         # restart resends every row anyway, and this saves a disk write per event.
         self._awaiting: dict[str, tuple[float, int]] = {}
         self._last_stale_check = 0.0
+        self._resend_ranges: list[tuple[int, int]] = []  # seq ranges the monitor asked for (I/O thread)
         self._last_disk_poll = 0.0
         self._disk_idle = False
         self._last_ack_flush = 0.0
@@ -258,6 +259,7 @@ class TelemetryClient:
     def _reset_connection_state(self) -> None:
         self._inflight.clear()
         self._inflight_ids.clear()
+        self._resend_ranges.clear()
         self._cursor = 0
         self._acked.clear()
         self._awaiting.clear()
@@ -328,10 +330,20 @@ class TelemetryClient:
                     isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and isinstance(e[1], str)
                     for e in entries):
                 raise ValueError("bad entries")
+            resend = d.get("resend", [])
+            if not isinstance(resend, list) or len(resend) > 64 or not all(
+                    isinstance(r, list) and len(r) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                for x in r) and 1 <= r[0] <= r[1] for r in resend):
+                raise ValueError("bad resend ranges")
         except (ValueError, KeyError, UnicodeDecodeError, RecursionError):
             self.stats["receipts_malformed"] += 1
             log.warning("malformed receipt ignored (%d bytes)", len(payload))
             return
+        if resend:
+            # The monitor found a hole in our seq (an event the broker acknowledged never reached it): send
+            # those rows again now rather than after receipt_timeout_s.
+            self.stats["resend_requests"] = self.stats.get("resend_requests", 0) + 1
+            self._resend_ranges.extend((lo, hi) for lo, hi in resend)
         self.stats["receipts"] += 1
         for _, event_id in entries:
             self._awaiting.pop(event_id, None)
@@ -418,6 +430,8 @@ class TelemetryClient:
                 self._send(client, row.id, row.type, row.payload, row.seq)
                 self._cursor = row.seq
             space -= len(rows)
+        if self._resend_ranges:
+            self._resend_requested(client)
         if self.config.require_receipt and now - self._last_stale_check > min(1.0, self.config.receipt_timeout_s / 4):
             self._last_stale_check = now
             self._resend_unreceipted(client, now)
@@ -453,6 +467,21 @@ class TelemetryClient:
         rows = self.outbox.pending(after_seq=self._cursor, limit=limit)
         self._disk_idle = not rows
         return rows
+
+    def _resend_requested(self, client: mqtt.Client) -> None:
+        """Publish again the rows of the seq ranges the monitor reported missing (those still here)."""
+        ranges, self._resend_ranges = self._resend_ranges, []
+        for lo, hi in ranges:
+            after = lo - 1
+            while after < hi:
+                rows = [r for r in self.outbox.pending(after_seq=after, limit=min(500, hi - after)) if r.seq <= hi]
+                if not rows:
+                    break
+                for row in rows:
+                    self._awaiting.pop(row.id, None)
+                    self._send(client, row.id, row.type, row.payload, row.seq)
+                    self.stats["resent_on_request"] = self.stats.get("resent_on_request", 0) + 1
+                after = rows[-1].seq
 
     def _resend_unreceipted(self, client: mqtt.Client, now: float) -> None:
         """Publish again, in seq order, events PUBACKed long ago whose receipt never came."""

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from firmware.telemetry.errors import CommandRejected, TelemetryError
+from firmware.telemetry.grants import granted_signer
 from firmware.telemetry.replay_guard import ReplayGuard, device_clock
 from firmware.telemetry.topics import ROOT
 
@@ -124,7 +125,7 @@ class CommandVerifier:
             raise CommandRejected("malformed", "missing version")
         if v != COMMAND_VERSION:
             raise CommandRejected("unknown_version", f"version {v}")
-        if set(d) != {"v", "name", "device", "ts", "nonce", "args", "sig"}:
+        if set(d) - {"grant"} != {"v", "name", "device", "ts", "nonce", "args", "sig"}:
             raise CommandRejected("malformed", "unexpected or missing keys")
         sig_text, name, device, ts, nonce, args = d["sig"], d["name"], d["device"], d["ts"], d["nonce"], d["args"]
         if not isinstance(sig_text, str):
@@ -145,9 +146,12 @@ class CommandVerifier:
             raise CommandRejected("malformed", f"nonce must be {NONCE_HEX_MIN}..{NONCE_HEX_MAX} hex digits")
         if not isinstance(args, dict):
             raise CommandRejected("malformed", "args must be an object")
-        body = {k: d[k] for k in ("v", "name", "device", "ts", "nonce", "args")}
+        body = {k: d[k] for k in ("v", "name", "device", "ts", "nonce", "args", "grant") if k in d}
+        signer = self.public_key
+        if "grant" in d:  # a scoped key (the HA bridge): only the commands its grant names, on this device
+            signer = granted_signer(d["grant"], self.public_key, self.device_id, name, self.clock())
         try:
-            self.public_key.verify(sig, canonical(body))
+            signer.verify(sig, canonical(body))
         except (InvalidSignature, ValueError, TypeError):
             raise CommandRejected("bad_signature", "not signed by the management key") from None
         now = self.clock()

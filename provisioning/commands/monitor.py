@@ -36,8 +36,11 @@ def command() -> None:
 @click.option("--group", help="Shared-subscription group; monitors in one group split the load.")
 @click.option("--client-id")
 @click.option("--webhook", "webhook_url", help="POST every alert as JSON to this URL.")
-@click.option("--ha-signing-key", "ha_signing_key_file", type=click.Path(),
-              help="Ed25519 management key: forward Home Assistant LOCK/UNLOCK as signed commands.")
+@click.option("--ha-key", "ha_key_file", type=click.Path(),
+              help="The HA bridge's scoped Ed25519 key (from `facelock ha grant`); needs --ha-grant.")
+@click.option("--ha-grant", "ha_grant_file", type=click.Path(), help="The grant signed for that key.")
+@click.option("--ha-unlock-allowed", "ha_unlock_allowed", multiple=True,
+              help="A device Home Assistant may UNLOCK (repeat; default: none, HA can only lock).")
 @click.option("--quiet", is_flag=True, help="No console alert lines.")
 def run(config_file: str | None, quiet: bool, **opts: object) -> None:
     """Run the monitor until SIGINT/SIGTERM."""
@@ -59,7 +62,7 @@ def run(config_file: str | None, quiet: bool, **opts: object) -> None:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise FaceLockError(f"cannot read {config_file}: {exc}") from None
         values.update(data.get("monitor", data))
-    values.update({k: v for k, v in opts.items() if v is not None})
+    values.update({k: v for k, v in opts.items() if v is not None and v != ()})
     if quiet:
         values["console"] = False
     values.setdefault("db", _default_db())
@@ -77,7 +80,8 @@ def run(config_file: str | None, quiet: bool, **opts: object) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    click.echo(f"facelock monitor: {cfg.host}:{cfg.port} group={cfg.group} db={cfg.db}", err=True)
+    # The group is a secret (anyone who could subscribe and name it would share the events): never printed.
+    click.echo(f"facelock monitor: {cfg.host}:{cfg.port} db={cfg.db}", err=True)
     service.run()
     for n in notifiers:
         n.close()

@@ -3,7 +3,16 @@
 Subscriptions (MQTT v5 shared, so N monitor processes in one group split the load):
     $share/<group>/facelock/+/event/#        events -> store (dedup by id) -> rules -> notifications
     $share/<group>/facelock/+/availability   online/offline -> the offline rule
-    $share/<group>/facelock/+/ha/set         (with ha_signing_key_file) HA LOCK/UNLOCK -> signed command
+    $share/<group>/facelock/+/ha/set         (with the HA bridge) HA LOCK/UNLOCK -> scoped signed command
+
+The group is a secret (derived from the monitor's key unless configured), and the broker refuses `$share`
+to every identity but the monitor's: a device can no longer join the group and swallow events.  Should an
+event go missing anyway, the store tracks each device's contiguous `seq`; a gap open for `gap_grace_s`
+raises `events_missing` and the device is asked (on its receipt topic, `"resend": [[lo, hi], ...]`) to
+publish those events again; after `gap_resend_tries` the gap is closed as lost (the alert stays).
+
+Home Assistant discovery is published here, retained, for every device the monitor knows (seen online on
+its own authenticated availability topic, or granted to the HA bridge): devices may not publish it.
 
 Batching: messages are decoded on arrival (I/O thread) and handed, every `batch_wait_s` or `batch_max`
 messages, to a writer thread that owns the store and the rules: it commits the batch (fsync), runs the
@@ -35,10 +44,10 @@ from firmware.telemetry.events import Event, decode
 from firmware.telemetry.paho_io import BatchedIOClient
 from firmware.telemetry.tls import client_context
 from provisioning.monitor.config import MonitorConfig
+from provisioning.monitor.ha_bridge import HaBridge, discovery_for
 from provisioning.monitor.rules import Alert, AlertRules
 from provisioning.monitor.sanitize import printable
 from provisioning.monitor.store import MonitorStore
-from provisioning.signing import sign_command
 
 log = logging.getLogger("facelock.monitor")
 RECEIPT_CHUNK = 500
@@ -54,11 +63,12 @@ class MonitorService:
         self.rules = rules or AlertRules(config.denied_threshold, config.denied_window_s, config.offline_after_s)
         self.clock = clock
         self._tls = client_context(config.ca_file, config.cert_file, config.key_file)
-        self._signing_key = None
-        if config.ha_signing_key_file:
-            from provisioning.pki import load_signing_key
-
-            self._signing_key = load_signing_key(config.ha_signing_key_file)
+        self._group = config.effective_group()
+        self._bridge: HaBridge | None = None
+        if config.ha_key_file:
+            self._bridge = HaBridge.from_files(config.ha_key_file, config.ha_grant_file, config.ha_unlock_allowed,
+                                               config.ha_rate_per_min)
+        self._discovered: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
@@ -147,14 +157,17 @@ class MonitorService:
             log.warning("broker refused the monitor: %s", reason_code)
             return
         self._backoff.reset()
-        g = self.config.group
+        g = self._group
         # QoS 0 on the broker -> monitor leg: delivery is guaranteed end to end by the devices' outbox
         # (an event without a receipt is published again), so a per-message PUBACK here would only cost
         # CPU on the broker and the monitor.  Availability keeps QoS 1 (no receipt covers it).
         subs = [(f"$share/{g}/facelock/+/event/#", 0), (f"$share/{g}/facelock/+/availability", 1)]
-        if self._signing_key is not None:
+        if self._bridge is not None:
             subs.append((f"$share/{g}/facelock/+/ha/set", 1))
         client.subscribe(subs)
+        self._discovered.clear()
+        known = set(self.store.known_devices()) | set(self._bridge.devices() if self._bridge else ())
+        self._publish_discovery(client, sorted(known))
         self._connected.set()
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
@@ -163,8 +176,8 @@ class MonitorService:
             if len(parts) == 4 and parts[0] == topics.ROOT and parts[2] == "event":
                 self._on_event(parts[1], parts[3], msg.payload)
             elif len(parts) == 3 and parts[0] == topics.ROOT and parts[2] == "availability":
-                self._on_availability(parts[1], msg.payload)
-            elif len(parts) == 4 and parts[2:] == ["ha", "set"] and self._signing_key is not None:
+                self._on_availability(client, parts[1], msg.payload)
+            elif len(parts) == 4 and parts[2:] == ["ha", "set"] and self._bridge is not None:
                 self._on_ha_set(client, parts[1], msg.payload, bool(msg.retain))
         except Exception:  # noqa: BLE001 - one bad message must never stop the monitor
             self._malformed("internal", msg.topic, len(msg.payload))
@@ -187,22 +200,37 @@ class MonitorService:
             self._batch_started = time.monotonic()
         self._batch.append((event, bytes(payload)))
 
-    def _on_availability(self, device: str, payload: bytes) -> None:
+    def _on_availability(self, client: mqtt.Client, device: str, payload: bytes) -> None:
         status = payload.decode(errors="replace")
-        if not topics.valid_device_id(device) or status not in ("online", "offline"):
+        if not topics.valid_device_id(device) or topics.is_reserved(device) or status not in ("online", "offline"):
             self._malformed("availability", device, len(payload))
             return
+        if status == "online":
+            self._publish_discovery(client, [device])
         self._work.put(("availability", device, status, self.clock()))
 
+    def _publish_discovery(self, client: mqtt.Client, devices: list[str]) -> None:
+        """Retained HA discovery, built here (command_topic = the device's own ha/set), once per session."""
+        if not self.config.ha_discovery:
+            return
+        new = [d for d in devices if d not in self._discovered]
+        for topic, payload in discovery_for(new):
+            client.publish(topic, payload, qos=1, retain=True)
+        self._discovered.update(new)
+
     def _on_ha_set(self, client: mqtt.Client, device: str, payload: bytes, retain: bool) -> None:
-        text = payload.decode(errors="replace").strip()
-        if retain or text not in ("LOCK", "UNLOCK") or not topics.valid_device_id(device):
+        assert self._bridge is not None
+        d = self._bridge.decide(device, payload, retain, self.clock())
+        if d.ok:
+            client.publish(d.topic, d.payload, qos=1, retain=False)
+            self.stats["ha_commands"] += 1
+            return
+        if d.reason == "malformed":
             self._malformed("ha_set", device, len(payload))
             return
-        name = "lock" if text == "LOCK" else "unlock"
-        signed = sign_command(self._signing_key, device, name, ts=self.clock())
-        client.publish(topics.command(device, name), signed, qos=1, retain=False)
-        self.stats["ha_commands"] += 1
+        self.stats["ha_refused"] += 1
+        log.warning("HA %s for %s refused: %s", d.command, printable(device, 80), d.reason)
+        self._work.put(("alert", Alert("ha_refused", device, self.clock(), f"{d.command} refused: {d.reason}")))
 
     def _malformed(self, kind: str, where: str, size: int, why: str = "") -> None:
         self.stats["malformed"] += 1
@@ -264,9 +292,17 @@ class MonitorService:
             self.store.count_malformed(item[1])
         elif kind == "tick":
             self._emit(self.rules.tick(item[1]))
+            self._check_gaps(item[1])
+        elif kind == "alert":
+            self._emit([item[1]])
 
     def _store_batch(self, batch: list[tuple[Event, bytes]]) -> None:
         new = self.store.insert_events(batch)
+        firsts: dict[str, int] = {}
+        for event, _ in batch:
+            if event.seq is not None:
+                firsts[event.device] = min(firsts.get(event.device, event.seq), event.seq)
+        self.store.advance_seqs(firsts, self.clock())
         self.stats["stored"] += len(new)
         self.stats["duplicates"] += len(batch) - len(new)
         alerts: list[Alert] = []
@@ -281,6 +317,23 @@ class MonitorService:
                 for i in range(0, len(device_ids), RECEIPT_CHUNK):
                     body = json.dumps({"v": 1, "events": device_ids[i:i + RECEIPT_CHUNK]}, separators=(",", ":"))
                     self._receipts.append((topics.receipt(device), body.encode()))
+
+    def _check_gaps(self, now: float) -> None:
+        """Per-device seq gaps open for gap_grace_s: alert once, ask the device to resend, give up after N."""
+        for device, ranges, tries in self.store.gaps_due(now, self.config.gap_grace_s):
+            missing = sum(hi - lo + 1 for lo, hi in ranges)
+            span = ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in ranges[:4])
+            if tries == 0 and self.store.claim_gap_alert(device):
+                self._emit([Alert("events_missing", device, now, f"{missing} events missing (seq {span})")])
+            if tries >= self.config.gap_resend_tries:
+                self.store.close_gap(device)
+                self.stats["gaps_lost"] += 1
+                log.warning("events seq %s of %s never came; gap closed as lost", span, printable(device, 80))
+                continue
+            self.store.gap_tried(device, now)
+            self.stats["resend_requests"] += 1
+            body = json.dumps({"v": 1, "events": [], "resend": ranges}, separators=(",", ":"))
+            self._receipts.append((topics.receipt(device), body.encode()))
 
     def _emit(self, alerts: list[Alert]) -> None:
         if not alerts:

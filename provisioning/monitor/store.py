@@ -37,6 +37,11 @@ create table if not exists alerts(
     event_id text
 );
 create table if not exists devices(device text primary key, availability text, changed_at real);
+create index if not exists events_device_seq on events(device, seq);
+-- Per-device seq tracking: every seq <= contiguous is stored (or was given up as lost); gap_since is when
+-- a later seq was first seen with a hole before it.
+create table if not exists seqs(device text primary key, contiguous integer not null, gap_since real,
+                                tries integer not null default 0, alerted integer not null default 0);
 create table if not exists counters(name text primary key, value integer not null);
 """
 
@@ -100,6 +105,100 @@ class MonitorStore:
             self._db.execute("insert into devices(device, availability, changed_at) values (?,?,?) "
                              "on conflict(device) do update set availability=excluded.availability, "
                              "changed_at=excluded.changed_at", (device, status, now))
+
+    # -- per-device seq gaps (issue 11 item 4) ----------------------------------------------------
+    def known_devices(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("select device from devices union select device from seqs")]
+
+    def advance_seqs(self, firsts: dict[str, int], now: float) -> None:
+        """After a batch: move each device's contiguous mark over what is stored; note when a gap opens.
+
+        A device seen for the first time starts at its lowest seq in the batch (what came before was stored
+        by an earlier monitor, or evicted and reported by the device)."""
+        if not firsts:
+            return
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                for device, first in firsts.items():
+                    row = self._db.execute("select contiguous, gap_since from seqs where device=?", (device,)).fetchone()
+                    if row is None:
+                        self._db.execute("insert into seqs(device, contiguous) values (?, ?)", (device, first - 1))
+                        row = (first - 1, None)
+                    self._advance(device, row[0], row[1], now)
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
+
+    def _advance(self, device: str, contiguous: int, gap_since: float | None, now: float) -> None:
+        c = contiguous
+        while True:
+            seqs = [r[0] for r in self._db.execute(
+                "select seq from events where device=? and seq>? order by seq limit 2000", (device, c))]
+            moved = False
+            for seq in seqs:
+                if seq != c + 1:
+                    break
+                c = seq
+                moved = True
+            if not moved or len(seqs) < 2000 or seqs[-1] != c:
+                break
+        later = self._db.execute("select 1 from events where device=? and seq>? limit 1", (device, c)).fetchone()
+        if later is None:
+            self._db.execute("update seqs set contiguous=?, gap_since=null, tries=0, alerted=0 where device=?",
+                             (c, device))
+        elif c != contiguous or gap_since is None:
+            # A new (or a different) gap: its clock starts now.
+            self._db.execute("update seqs set contiguous=?, gap_since=?, tries=0, alerted=0 where device=?",
+                             (c, now, device))
+
+    def _ranges(self, device: str, contiguous: int, limit: int = 16) -> list[list[int]]:
+        seqs = [r[0] for r in self._db.execute(
+            "select seq from events where device=? and seq>? order by seq limit 5000", (device, contiguous))]
+        ranges, prev = [], contiguous
+        for seq in seqs:
+            if seq > prev + 1:
+                ranges.append([prev + 1, seq - 1])
+                if len(ranges) >= limit:
+                    break
+            prev = seq
+        return ranges
+
+    def gaps_due(self, now: float, grace_s: float) -> list[tuple[str, list[list[int]], int]]:
+        """(device, missing seq ranges, resend tries so far) of gaps open for at least grace_s."""
+        with self._lock:
+            rows = self._db.execute("select device, contiguous, tries from seqs where gap_since is not null "
+                                    "and gap_since<=?", (now - grace_s,)).fetchall()
+            return [(d, self._ranges(d, c), t) for d, c, t in rows]
+
+    def claim_gap_alert(self, device: str) -> bool:
+        """True once per gap (several monitors may share this file: one of them alerts)."""
+        with self._lock:
+            return self._db.execute("update seqs set alerted=1 where device=? and alerted=0",
+                                    (device,)).rowcount == 1
+
+    def gap_tried(self, device: str, now: float) -> None:
+        with self._lock:
+            self._db.execute("update seqs set tries=tries+1, gap_since=? where device=?", (now, device))
+
+    def close_gap(self, device: str) -> None:
+        """Give the current gap up as lost: the mark jumps to the next stored seq and walks on."""
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                c = self._db.execute("select contiguous from seqs where device=?", (device,)).fetchone()[0]
+                nxt = self._db.execute("select min(seq) from events where device=? and seq>?", (device, c)).fetchone()[0]
+                if nxt is not None:
+                    self._bump("events_lost", nxt - 1 - c)
+                    self._db.execute("update seqs set contiguous=?, gap_since=null, tries=0, alerted=0 "
+                                     "where device=?", (nxt - 1, device))
+                    self._advance(device, nxt - 1, None, time.time())
+                self._db.execute("commit")
+            except BaseException:
+                self._db.execute("rollback")
+                raise
 
     def count_malformed(self, kind: str, n: int = 1) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ from firmware.telemetry.client import TelemetryClient
 from firmware.telemetry.events import make_event
 from firmware.telemetry.outbox import Outbox
 from provisioning.mosquitto import MONITOR_USER, LocalBroker
-from tests.mqtt_broker import broker_fixture, device_config
+from tests.support.mqtt_broker import broker_fixture, device_config
 
 REPO = Path(__file__).resolve().parents[2]
 EVIL = "x\x1b]0;owned\x07\x1b[2J\x1b[1;1H\rALERT none\u202edrowssap\u2028\x9b31m\x7f"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from firmware.telemetry.config import MqttConfig
 from firmware.telemetry.errors import TelemetryError
 from firmware.telemetry.ha_discovery import discovery_messages
 from firmware.telemetry.outbox import Outbox
+from provisioning import pki
+from provisioning.grants import make_grant
 from provisioning.monitor.service import MonitorService
 from provisioning.monitor.store import MonitorStore
 from provisioning.mosquitto import ADMIN_USER, HA_USER, MONITOR_USER, LocalBroker
@@ -71,7 +74,13 @@ def test_home_assistant_unlock_goes_through_the_signing_bridge(broker: LocalBrok
 
     client = TelemetryClient(device_config(broker, "door-1"), Outbox(tmp_path / "o.db"), on_command=handle)
     db = tmp_path / "m.db"
-    mon = MonitorService(monitor_config(broker, db, ha_signing_key_file=str(broker.pki.signing_key)),
+    mgmt = pki.load_signing_key(broker.pki.signing_key)
+    bridge = pki.create_signing_key()
+    pki.write_key(tmp_path / "ha.key", bridge)
+    (tmp_path / "ha-grant.json").write_text(json.dumps(make_grant(mgmt, bridge.public_key(), {"door-1": ["lock", "unlock"]},
+                                                                  time.time() + 3600)))
+    mon = MonitorService(monitor_config(broker, db, ha_key_file=str(tmp_path / "ha.key"),
+                                        ha_grant_file=str(tmp_path / "ha-grant.json"), ha_unlock_allowed=("door-1",)),
                          MonitorStore(db), [])
     ha = Sniffer(broker, HA_USER, [])  # Home Assistant's identity
     client.start()
