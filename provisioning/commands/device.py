@@ -225,6 +225,8 @@ def renew(ca_dir: Path | None, days: int, data_dir: Path, passphrase_file: Path 
 
 @command.command("revoke")
 @click.option("--id", "device_id", required=True, help="The device whose certificate(s) to revoke.")
+@click.option("--ca-dir", type=PATH, default=None,
+              help="CA directory [default: $FACELOCK_CA_DIR, else ~/.local/share/facelock-ca].")
 @click.option("--broker", default=None, help="Also delete the device from this running broker (HOST:PORT), "
               "which ends a session that is up; needs --broker-ca/--broker-cert/--broker-key.")
 @click.option("--broker-ca", type=PATH, default=None, help="CA certificate the broker's server cert chains to.")
@@ -233,9 +235,9 @@ def renew(ca_dir: Path | None, days: int, data_dir: Path, passphrase_file: Path 
 @data_dir_option
 @passphrase_option
 @json_option
-def revoke(device_id: str, broker: str | None, broker_ca: Path | None, broker_cert: Path | None,
+def revoke(device_id: str, ca_dir: Path | None, broker: str | None, broker_ca: Path | None, broker_cert: Path | None,
            broker_key: Path | None, data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
-    """Revoke a device: its certificate goes on the CA's CRL (DATA_DIR is the CA's data dir).
+    """Revoke a device: its certificate goes on the CA's CRL (CA_DIR/pki/crl.pem).
 
     A broker loading the CRL (`crlfile`) refuses the certificate from its next start or reload; with
     --broker the device is also deleted from the running broker's dynamic-security plugin at once."""
@@ -249,7 +251,7 @@ def revoke(device_id: str, broker: str | None, broker_ca: Path | None, broker_ce
         _check_broker(broker)
         if not (broker_ca and broker_cert and broker_key):
             raise ProvisioningError("--broker needs --broker-ca, --broker-cert and --broker-key")
-    ca = DataDir(data_dir)
+    ca = DataDir(pki.ca_dir_for(ca_dir, data_dir))
     ca.require_ca()
     if not ca.issued(device_id).is_file():
         raise ProvisioningError(f"this CA has no certificate on record for device {device_id!r}")

@@ -36,12 +36,14 @@ def command() -> None:
 @click.option("--out", "out_dir", type=PATH, required=True,
               help="Directory for ha.key (the bridge's key, 0600) and ha-grant.json (for the monitor).")
 @click.option("--force", is_flag=True, help="Replace an existing ha.key / ha-grant.json.")
+@click.option("--ca-dir", type=PATH, default=None,
+              help="CA directory [default: $FACELOCK_CA_DIR, else ~/.local/share/facelock-ca].")
 @data_dir_option
 @passphrase_option
 @json_option
 def grant(lock_devices: tuple[str, ...], unlock_devices: tuple[str, ...], days: int, out_dir: Path, force: bool,
-          data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
-    """Sign a grant for a fresh bridge key (DATA_DIR holds the management CA and command-signing key).
+          ca_dir: Path | None, data_dir: Path, passphrase_file: Path | None, as_json: bool) -> None:
+    """Sign a grant for a fresh bridge key with the command-signing key in CA_DIR.
 
     Then on the monitor: `ha_key_file`, `ha_grant_file`, and `ha_unlock_allowed` listing the --unlock devices.
     """
@@ -64,7 +66,7 @@ def grant(lock_devices: tuple[str, ...], unlock_devices: tuple[str, ...], days: 
     key_path, grant_path = Path(out_dir) / "ha.key", Path(out_dir) / "ha-grant.json"
     if (key_path.exists() or grant_path.exists()) and not force:
         raise AlreadyExistsError(f"{key_path} or {grant_path} already exists (use --force)")
-    dd = DataDir(data_dir)
+    dd = DataDir(pkifiles.ca_dir_for(ca_dir, data_dir))
     dd.require_ca()
     passphrase = read_passphrase(passphrase_file, what="CA passphrase")
     mgmt = pkifiles.load_key(dd.cmd_key, passphrase)

@@ -30,9 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 PASSPHRASE = "correct horse battery staple"
 
 
-def facelock(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+def facelock(data_dir: Path, *args: str, ca_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """`facelock ...` with the lock's data dir and the management CA dir (never the same directory)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "FACELOCK_PASSPHRASE": PASSPHRASE,
            "FACELOCK_DATA_DIR": str(data_dir)}
+    if ca_dir is not None:
+        env["FACELOCK_CA_DIR"] = str(ca_dir)
     return subprocess.run([sys.executable, "-m", "provisioning.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -40,7 +43,7 @@ def facelock(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture()
 def ca_dir(tmp_path: Path) -> Path:
     d = tmp_path / "ca"
-    r = facelock(d, "ca", "init")
+    r = facelock(tmp_path / "no-lock-here", "ca", "init", ca_dir=d)
     assert r.returncode == 0, r.stderr
     return d
 
@@ -138,7 +141,8 @@ def test_renew_revokes_the_old_certificate_and_revoke_ends_the_device(tmp_path: 
         live.loop_start()
         try:
             time.sleep(0.5)
-            r = facelock(ca_dir, "device", "revoke", "--id", "door-1", "--broker", f"{broker.host}:{broker.port}",
+            r = facelock(tmp_path / "no-lock-here", "device", "revoke", "--ca-dir", str(ca_dir), "--id", "door-1",
+                         "--broker", f"{broker.host}:{broker.port}",
                          "--broker-ca", str(broker.pki.ca), "--broker-cert", str(adm.cert),
                          "--broker-key", str(adm.key))
             assert r.returncode == 0, r.stderr

@@ -41,8 +41,9 @@ def broker(tmp_path: Path):
     yield from broker_fixture(tmp_path)
 
 
-def facelock(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "FACELOCK_PASSPHRASE": PASSPHRASE, "FACELOCK_DATA_DIR": str(data_dir)}
+def facelock(*args: str, data_dir: Path, ca_dir: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FACELOCK_PASSPHRASE": PASSPHRASE, "FACELOCK_DATA_DIR": str(data_dir),
+           "FACELOCK_CA_DIR": str(ca_dir or data_dir / "no-ca")}
     return subprocess.run([sys.executable, "-m", "provisioning.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
@@ -68,9 +69,11 @@ class Door:
 def bridge(tmp_path: Path) -> dict[str, Path]:
     """A management CA, and a bridge key + grant from `facelock ha grant`: unlock door-1, lock shed."""
     ca = tmp_path / "ca"
-    assert facelock("ca", "init", data_dir=ca).returncode == 0
+    r = facelock("ca", "init", data_dir=tmp_path / "no-lock-here", ca_dir=ca)
+    assert r.returncode == 0, r.stderr
     out = tmp_path / "monitor"
-    r = facelock("ha", "grant", "--unlock", "door-1", "--lock", "shed", "--out", str(out), data_dir=ca)
+    r = facelock("ha", "grant", "--unlock", "door-1", "--lock", "shed", "--out", str(out),
+                 data_dir=tmp_path / "no-lock-here", ca_dir=ca)
     assert r.returncode == 0, r.stderr
     return {"ca": ca, "pub": ca / "pki" / "cmd_signing.pub", "key": out / "ha.key", "grant": out / "ha-grant.json",
             "out": out}
