@@ -277,7 +277,8 @@ def revoke(device_id: str, ca_dir: Path | None, broker: str | None, broker_ca: P
         emit_json(info)
     else:
         click.echo(f"device {device_id} revoked (serial {info['revoked_serial']}); CRL {path}"
-                   + ("; removed from the broker" if broker else "; reload the broker to load the CRL"))
+                   + ("; removed from the broker" if broker else "")
+                   + "; re-run `facelock broker config` and restart the broker to load the new CRL")
 
 
 @command.command("show")

@@ -157,3 +157,50 @@ def test_renew_revokes_the_old_certificate_and_revoke_ends_the_device(tmp_path: 
         assert not _session_up(broker, new_cert, new_key, "door-1"), "a revoked certificate opens a session"
     finally:
         broker.stop()
+
+
+def test_broker_config_from_the_registry_refuses_revoked_devices(tmp_path: Path, ca_dir: Path) -> None:
+    """`facelock broker config` (the production broker) started as root drops to `mosquitto` and still reads
+    its key, CRL and plugin config; it lets door-1 in and keeps the revoked door-2 out."""
+    import pwd
+    import signal
+    import tempfile
+
+    for dev in ("door-1", "door-2"):
+        r = facelock(tmp_path / dev, "device", "init", "--id", dev, "--ca-dir", str(ca_dir), "--key-backend", "file")
+        assert r.returncode == 0, r.stderr
+    r = facelock(tmp_path / "no-lock-here", "device", "revoke", "--ca-dir", str(ca_dir), "--id", "door-2")
+    assert r.returncode == 0, r.stderr
+    ref = _broker_for(ca_dir, tmp_path, [])  # only for its server certificate and a free port
+    out = Path(tempfile.mkdtemp(prefix="facelock-broker-"))  # pytest's tmp dirs are 0700: not for `mosquitto`
+    try:
+        os.chmod(out, 0o755)
+        root = os.geteuid() == 0
+        user = "mosquitto" if root else pwd.getpwuid(os.geteuid()).pw_name
+        r = facelock(tmp_path / "no-lock-here", "broker", "config", "--out", str(out / "conf"), "--ca-dir", str(ca_dir),
+                     "--server-cert", str(ref.raw_pki.server_cert), "--server-key", str(ref.raw_pki.server_key),
+                     "--listen", f"127.0.0.1:{ref.port}", "--user", user, "--json")
+        assert r.returncode == 0, r.stderr
+        assert '"door-1"' in r.stdout and '"door-2"' not in r.stdout
+        proc = subprocess.Popen(["mosquitto", "-c", str(out / "conf" / "mosquitto.conf")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    import socket
+
+                    socket.create_connection(("127.0.0.1", ref.port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert proc.poll() is None, proc.stderr.read().decode()
+                    time.sleep(0.05)
+            d1, d2 = tmp_path / "door-1" / "device", tmp_path / "door-2" / "device"
+            assert _session_up(ref, d1 / "device.crt", d1 / "device.key", "door-1"), \
+                (out / "conf" / "mosquitto.log").read_text()[-2000:]
+            assert not _session_up(ref, d2 / "device.crt", d2 / "device.key", "door-2")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
