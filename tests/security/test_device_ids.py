@@ -48,9 +48,19 @@ def ca_dir(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.fixture(scope="module")
+def shared_ca(tmp_path_factory) -> Path:
+    """One CA for the id checks (they must never issue anything, so they may share it)."""
+    d = tmp_path_factory.mktemp("shared-ca") / "ca"
+    r = facelock(d.parent / "no-lock-here", "ca", "init", ca_dir=d)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
 @pytest.mark.parametrize("bad", ["door\n", "door\r", "door-1\n", "facelock-monitor", "facelock-admin",
                                  "facelock-ha", "FACELOCK-HA", "facelock-broker-admin", "a/b", "+", "door 1", ""])
-def test_bad_and_reserved_device_ids_are_refused(tmp_path: Path, ca_dir: Path, bad: str) -> None:
+def test_bad_and_reserved_device_ids_are_refused(tmp_path: Path, shared_ca: Path, bad: str) -> None:
+    ca_dir = shared_ca
     lock = tmp_path / "lock"
     r = facelock(lock, "device", "init", "--id", bad, "--ca-dir", str(ca_dir), "--key-backend", "file")
     assert r.returncode != 0, f"device id {bad!r} was accepted"
