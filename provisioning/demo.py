@@ -177,7 +177,8 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     tmp = Path(tempfile.mkdtemp(prefix="facelock-demo-"))
     data = tmp / "data"
     data.mkdir()
-    ks_cfg = KeystoreConfig(scrypt_log2_n=12)
+    # the demo is its own "machine": its device secret sits beside (not inside) its data dir
+    ks_cfg = KeystoreConfig(scrypt_log2_n=12, device_secret_path=str(tmp / "etc" / "device.secret"))
     policy = PolicyConfig.from_dict({"base_lockout_s": 4.0})
     n_fail = policy.lockout.max_failures
     cfg = Config(device=DeviceConfig(id="demo-door", data_dir=str(data)),

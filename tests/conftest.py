@@ -8,6 +8,8 @@ fresh clone without it still passes.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,25 @@ def shared_faces() -> Path:
     if not (faces / "pairs.csv").is_file():
         pytest.skip(f"needs the research face set at {faces} (absent in a fresh clone; CI has it)")
     return faces
+
+
+_MACHINE_DIR: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test run is one "machine": its file-keystore device secret lives in a private temp dir.
+
+    The keystore keeps the device secret outside the data dir (default /etc/facelock/device.secret);
+    tests must neither write /etc nor share a secret with the host, so they point
+    $FACELOCK_DEVICE_SECRET at a temp dir (subprocesses inherit it).  Tests that play a second
+    machine set their own.
+    """
+    global _MACHINE_DIR
+    if "FACELOCK_DEVICE_SECRET" not in os.environ:
+        _MACHINE_DIR = tempfile.mkdtemp(prefix="facelock-test-machine-")
+        os.environ["FACELOCK_DEVICE_SECRET"] = str(Path(_MACHINE_DIR) / "etc" / "device.secret")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _MACHINE_DIR is not None:
+        shutil.rmtree(_MACHINE_DIR, ignore_errors=True)

@@ -23,8 +23,8 @@ class KeystoreConfig:
     """
 
     backend: str = "file"
-    # file backend: KEK = scrypt(device secret || passphrase).  None -> <data_dir>/keystore/device.secret;
-    # production should point this at storage that is not copied with the data dir.
+    # file backend: KEK = scrypt(device secret || passphrase).  None -> $FACELOCK_DEVICE_SECRET, else
+    # /etc/facelock/device.secret: outside the data dir, so a copy of the data dir cannot unwrap the keys.
     device_secret_path: str | None = None
     passphrase_env: str | None = None
     scrypt_log2_n: int = 15

@@ -62,6 +62,10 @@ class TpmUnavailableError(TpmError):
     """No TPM answers on the configured TCTI (absent device, swtpm not running, no TSS library)."""
 
 
+class TpmBindingError(TpmError):
+    """The keystore was sealed by another TPM (data dir copied from another machine, or the TPM was cleared)."""
+
+
 class TpmBusyError(TpmError):
     """The TPM asked to retry (busy, self-testing or out of object slots)."""
 

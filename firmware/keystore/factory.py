@@ -32,7 +32,7 @@ def open_keystore(config: KeystoreConfig, data_dir: Path | str, passphrase: str 
             pcr_bank=config.tpm_pcr_bank,
             lock_timeout_s=config.lock_timeout_s,
         )
-    from firmware.keystore.file_backend import FileKeystore
+    from firmware.keystore.file_backend import FileKeystore, device_secret_path
 
     if passphrase is None and config.passphrase_env:
         passphrase = os.environ.get(config.passphrase_env)
@@ -40,7 +40,7 @@ def open_keystore(config: KeystoreConfig, data_dir: Path | str, passphrase: str 
             raise KeystoreUnlockError(
                 f"the keystore passphrase variable {config.passphrase_env} is not set in the environment"
             )
-    secret_path = Path(config.device_secret_path) if config.device_secret_path else directory / "device.secret"
+    secret_path = device_secret_path(config.device_secret_path)
     return FileKeystore(
         directory,
         device_secret_path=secret_path,

@@ -13,6 +13,7 @@ write, so it cannot lose a key.
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from firmware.crypto.errors import KdfParameterError
 from firmware.crypto.kdf import scrypt_params
-from firmware.fsutil import atomic_write, make_private_dir
+from firmware.fsutil import atomic_write
 from firmware.keystore.base import Keystore
 from firmware.keystore.errors import (
     KeystoreCorruptError,
@@ -34,6 +35,21 @@ from firmware.keystore.keyfile import KeyFileData
 _CHECK_AAD = b"facelock keystore kek-check v1"
 _NONCE = 12
 DEVICE_SECRET_BYTES = 32
+# WHY outside the data dir: a copy of /var/lib/facelock (a backup job, rsync to another host, a data
+# dir carried to a second machine) must not carry the secret that unwraps its keys.  On a Pi without
+# a TPM /etc sits on the same SD card, so a thief of the whole card still gets it: that case needs
+# the TPM backend, or `facelock encrypt --pin` (see the README's threat model).
+DEFAULT_DEVICE_SECRET = Path("/etc/facelock/device.secret")
+ENV_DEVICE_SECRET = "FACELOCK_DEVICE_SECRET"  # tests, demos and unprivileged runs point it elsewhere
+
+
+def device_secret_path(configured: str | None) -> Path:
+    """Where the device secret lives: ``[keystore] device_secret_path``, else $FACELOCK_DEVICE_SECRET,
+    else /etc/facelock/device.secret — never inside the data dir unless configured so."""
+    if configured:
+        return Path(configured)
+    env = os.environ.get(ENV_DEVICE_SECRET)
+    return Path(env) if env else DEFAULT_DEVICE_SECRET
 
 
 def _aad(key_id: str, version: int) -> bytes:
@@ -55,14 +71,20 @@ def load_or_create_device_secret(path: Path, create: bool = True) -> bytes:
                 f"the device secret {path} is missing: the keystore cannot be opened without it "
                 "(restore it, or restore the device from a backup)"
             ) from None
-        make_private_dir(path.parent)
+        try:  # a new directory is private; an existing one (/etc/facelock holds the config too) is left as is
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KeystoreUnlockError(f"cannot create {path.parent} for the device secret: {exc.strerror}") from None
         raw = secrets.token_bytes(DEVICE_SECRET_BYTES)
         try:  # exclusive: of two processes creating it at once, one wins and the other uses theirs
             atomic_write(path, raw, exclusive=True)
         except FileExistsError:
             return load_or_create_device_secret(path, create=False)
         except OSError as exc:
-            raise KeystoreUnlockError(f"cannot create the device secret {path}: {exc.strerror}") from None
+            raise KeystoreUnlockError(
+                f"cannot create the device secret {path}: {exc.strerror} (run as the lock's user, or set "
+                f"[keystore] device_secret_path or ${ENV_DEVICE_SECRET})"
+            ) from None
     except OSError as exc:
         raise KeystoreUnlockError(f"cannot read the device secret {path}: {exc.strerror}") from None
     if len(raw) != DEVICE_SECRET_BYTES:

@@ -13,6 +13,13 @@ usable with an empty password (USERWITHAUTH), i.e. bound to this TPM only.
 
 The sealed payload starts with a tag binding it to its key id and version,
 so a blob copied under another id is refused.
+
+Binding to the machine: the primary key is derived by the TPM from its owner
+seed, which never leaves the chip, so a data dir copied to another machine (or
+kept across a TPM clear) holds blobs no other TPM can load.  The keystore file
+records the primary key's TPM name; opening it under a TPM whose primary has
+another name raises `TpmBindingError` at once, naming the cause, instead of a
+generic load failure at the first unseal.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 from firmware.keystore.base import Keystore
 from firmware.keystore.errors import (
     KeystoreCorruptError,
+    TpmBindingError,
     TpmBusyError,
     TpmError,
     TpmPolicyError,
@@ -77,6 +85,7 @@ class TpmKeystore(Keystore):
         except Exception as exc:  # TSS2_Exception, or ValueError/OSError from the TCTI loader
             raise TpmUnavailableError(f"no TPM answers on TCTI {self._tcti!r}: {exc}") from None
         self._primary = self._call(self._load_or_make_primary)
+        self._primary_name = bytes(self._call(self._esapi.tr_get_name, self._primary)).hex()
 
     def _load_or_make_primary(self) -> Any:
         t, e = self._t, self._esapi
@@ -153,13 +162,21 @@ class TpmKeystore(Keystore):
 
     # ---- backend hooks -------------------------------------------------------------------------
     def _new_params(self) -> dict:
-        return {"primary_handle": self._primary_handle, "pcrs": list(self._pcrs), "pcr_bank": self._pcr_bank}
+        return {"primary_handle": self._primary_handle, "primary_name": self._primary_name,
+                "pcrs": list(self._pcrs), "pcr_bank": self._pcr_bank}
 
     def _accept(self, data: KeyFileData) -> None:
         if data.params.get("primary_handle") != self._primary_handle:
             raise KeystoreCorruptError(
                 f"{self.path}: sealed under primary handle {data.params.get('primary_handle')!r}, "
                 f"configured {self._primary_handle:#x}"
+            )
+        recorded = data.params.get("primary_name")  # absent in keystores made before it was recorded
+        if recorded is not None and not hmac.compare_digest(str(recorded), self._primary_name):
+            raise TpmBindingError(
+                f"{self.path}: sealed by another TPM (this TPM's storage key differs): the data dir was "
+                "copied from another machine, or this TPM was cleared; its keys cannot be unsealed here "
+                "(restore a backup bundle with `facelock backup import` instead)"
             )
 
     def _seal(self, data: KeyFileData, key_id: str, version: int, secret: bytes) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -38,10 +39,11 @@ def test_passphrase_from_environment(tmp_path, monkeypatch):
     assert open_keystore(KeystoreConfig(**FAST), tmp_path, passphrase="pw").unseal("k") == b"e" * 32
 
 
-def test_other_device_secret_cannot_open(tmp_path):
+def test_other_device_secret_cannot_open(tmp_path, monkeypatch):
+    secret_file = tmp_path / "etc" / "device.secret"
+    monkeypatch.setenv("FACELOCK_DEVICE_SECRET", str(secret_file))
     ks = open_keystore(KeystoreConfig(**FAST), tmp_path)
     ks.create("k")
-    secret_file = tmp_path / "keystore" / "device.secret"
     assert stat.S_IMODE(os.stat(secret_file).st_mode) == 0o600
     secret_file.write_bytes(os.urandom(32))
     with pytest.raises(WrongPassphraseError):
@@ -49,6 +51,21 @@ def test_other_device_secret_cannot_open(tmp_path):
     secret_file.write_bytes(b"short")
     with pytest.raises(KeystoreUnlockError, match="expected 32"):
         open_keystore(KeystoreConfig(**FAST), tmp_path)
+
+
+def test_device_secret_defaults_outside_the_data_dir(tmp_path, monkeypatch):
+    """Config > $FACELOCK_DEVICE_SECRET > /etc/facelock/device.secret; never the data dir by default."""
+    from firmware.keystore.file_backend import DEFAULT_DEVICE_SECRET, device_secret_path
+
+    monkeypatch.delenv("FACELOCK_DEVICE_SECRET", raising=False)
+    assert device_secret_path(None) == DEFAULT_DEVICE_SECRET == Path("/etc/facelock/device.secret")
+    monkeypatch.setenv("FACELOCK_DEVICE_SECRET", str(tmp_path / "m" / "ds"))
+    assert device_secret_path(None) == tmp_path / "m" / "ds"
+    assert device_secret_path("/x/y") == Path("/x/y")
+    ks = open_keystore(KeystoreConfig(**FAST), tmp_path / "data")
+    ks.create("k")
+    assert (tmp_path / "m" / "ds").is_file()
+    assert not any(p.name == "device.secret" for p in (tmp_path / "data").rglob("*"))
 
 
 def test_device_secret_outside_data_dir(tmp_path):
@@ -88,9 +105,10 @@ def test_config_from_dict_refuses_unknown_and_bad_values():
         KeystoreConfig.from_dict({"scrypt_log2_n": True})
 
 
-def test_missing_device_secret_is_reported_not_replaced(tmp_path):
+def test_missing_device_secret_is_reported_not_replaced(tmp_path, monkeypatch):
     """A keystore whose device secret vanished says so, and does not mint a decoy secret."""
-    secret_file = tmp_path / "keystore" / "device.secret"
+    secret_file = tmp_path / "etc" / "device.secret"
+    monkeypatch.setenv("FACELOCK_DEVICE_SECRET", str(secret_file))
     open_keystore(KeystoreConfig(**FAST), tmp_path).create("k", secret=b"m" * 32)
     saved = secret_file.read_bytes()
     secret_file.unlink()

@@ -8,6 +8,7 @@ nothing of A remains in the data dir.  Then backup export/import into another da
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -131,25 +132,29 @@ def test_backup_export_import_restores_a_working_lock(enrolled, faces, tmp_path)
     assert NAME_A.encode() not in bundle.read_bytes()
 
     other = tmp_path / "other"
+    # the other device is another machine: its own device secret (outside its data dir)
+    other_machine = {"FACELOCK_DEVICE_SECRET": str(tmp_path / "other-machine" / "device.secret")}
     # wrong passphrase: one line, nothing written into the target
-    r = cli("backup", "import", bundle, data_dir=other, env={"FACELOCK_PASSPHRASE": "not it"})
+    r = cli("backup", "import", bundle, data_dir=other, env={**other_machine, "FACELOCK_PASSPHRASE": "not it"})
     assert_one_line_error(r, 1, "wrong passphrase")
     assert not (other / "device" / "device.json").exists()
 
-    cli("backup", "import", bundle, data_dir=other, ok=True)
+    cli("backup", "import", bundle, data_dir=other, env=other_machine, ok=True)
     assert str(other.resolve()) in (other / "device" / "mqtt.toml").read_text()  # paths of the new dir
-    # the other data dir has its own keystore secret: nothing sealed is shared byte-for-byte
-    assert (other / "keystore" / "device.secret").read_bytes() != (cli.data_dir / "keystore" / "device.secret").read_bytes()
-    users = {u["name"]: u for u in json.loads(cli("users", "list", "--json", data_dir=other, ok=True).stdout)}
+    # the other machine has its own device secret, and neither lives in a data dir
+    assert (tmp_path / "other-machine" / "device.secret").read_bytes() != Path(
+        os.environ["FACELOCK_DEVICE_SECRET"]).read_bytes()
+    assert not list(other.rglob("device.secret")) and not list(cli.data_dir.rglob("device.secret"))
+    users = {u["name"]: u for u in json.loads(cli("users", "list", "--json", data_dir=other, env=other_machine, ok=True).stdout)}
     assert set(users) == {NAME_A, NAME_B}
     assert users[NAME_B]["policy"]["schedule"][0]["days"] == ["mon", "tue", "wed", "thu", "fri"]
     out = tmp_path / "restored.jpg"
-    cli("decrypt", enc, "--probe", faces.a_probe, "-o", out, data_dir=other, ok=True)
+    cli("decrypt", enc, "--probe", faces.a_probe, "-o", out, data_dir=other, env=other_machine, ok=True)
     assert out.read_bytes() == faces.secret.read_bytes()
     # A and B both verify on the restored device; B still cannot open A's file
-    assert_one_line_error(cli("decrypt", enc, "--probe", faces.b_probe, "-o", tmp_path / "no.jpg", data_dir=other), 3)
+    assert_one_line_error(cli("decrypt", enc, "--probe", faces.b_probe, "-o", tmp_path / "no.jpg", data_dir=other, env=other_machine), 3)
     enc_b = tmp_path / "b.flk"
-    cli("encrypt", faces.secret, "--user", NAME_B, "--probe", faces.b_probe, "-o", enc_b, data_dir=other, ok=True)
-    cli("decrypt", enc_b, "--probe", faces.b_probe, "-o", tmp_path / "b.jpg", data_dir=other, ok=True)
+    cli("encrypt", faces.secret, "--user", NAME_B, "--probe", faces.b_probe, "-o", enc_b, data_dir=other, env=other_machine, ok=True)
+    cli("decrypt", enc_b, "--probe", faces.b_probe, "-o", tmp_path / "b.jpg", data_dir=other, env=other_machine, ok=True)
     # importing again over a populated dir needs --force
-    assert_one_line_error(cli("backup", "import", bundle, data_dir=other), 1, "already")
+    assert_one_line_error(cli("backup", "import", bundle, data_dir=other, env=other_machine), 1, "already")

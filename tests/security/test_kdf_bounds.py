@@ -173,3 +173,33 @@ def test_config_cannot_ask_for_an_unbounded_kdf_either():
                 {"scrypt_p": 16}):
         with pytest.raises(ConfigError, match="keystore.scrypt"):
             KeystoreConfig.from_dict(bad)
+
+
+def test_hostile_pin_descriptor_is_refused_before_the_face_or_the_kdf(tmp_path):
+    """An image's PIN descriptor (authenticated, but read before any key exists) asking Argon2id for 1 GiB."""
+    import base64
+
+    from firmware.crypto import container, pinfactor
+    from tests.provisioning.conftest import Cli, assert_one_line_error
+
+    hostile = {"kdf": "argon2id", "m": 1 << 20, "t": 3, "p": 1, "salt": base64.b64encode(b"s" * 16).decode()}
+    t0 = time.perf_counter()
+    with pytest.raises(pinfactor.PinDescriptorError, match="1048576 KiB"):
+        pinfactor.combine(b"k" * 32, "a long enough pin", hostile)
+    assert time.perf_counter() - t0 < 0.05
+    for bad in ({**hostile, "m": 64 * 1024, "t": 5}, {**hostile, "m": 64 * 1024, "p": 64}, {**hostile, "m": 8},
+                {**hostile, "m": "65536"}, {**hostile, "extra": 1}):
+        with pytest.raises(pinfactor.PinDescriptorError):
+            pinfactor.parse_descriptor(bad)
+    # through `facelock decrypt` on an initialised device: one line, exit 1, no face asked, no KDF run
+    cli = Cli(tmp_path / "data")
+    cli("ca", "init", ok=True)
+    cli("device", "init", "--id", "door-1", ok=True)
+    flk = tmp_path / "hostile.flk"
+    flk.write_bytes(container.seal_file_bytes(b"k" * 32, b"x", check_image=False,
+                                              metadata={"facelock": {"user_id": "u", "pin": hostile}}))
+    t0 = time.perf_counter()
+    r = cli("decrypt", flk, "-o", tmp_path / "out.jpg", "--camera", "/nonexistent/camera",
+            env={"FACELOCK_PIN": "a long enough pin"})
+    assert_one_line_error(r, 1, "limit|outside")
+    assert time.perf_counter() - t0 < 2.0
