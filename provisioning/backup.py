@@ -49,6 +49,13 @@ DEFAULT_LOG2_N = 15  # 32 MiB, ~0.1 s here: fine for a rare export/import, costl
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 _HEADER = struct.Struct(">4sBBBBB16s12s")
 
+# The sources of randomness and time of a bundle; known-answer tests fix them (tests/vectors/).
+_random_bytes = os.urandom
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
 
 class WrongPassphraseError(BackupError, PassphraseError):
     """The passphrase is wrong, or the bundle was altered (the AEAD tag cannot tell which)."""
@@ -80,11 +87,11 @@ def seal(passphrase: bytes, manifest: dict[str, Any], entries: dict[str, bytes],
     payload = json.dumps({
         "format": "facelock-backup",
         "version": VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _now().isoformat(timespec="seconds"),
         "manifest": manifest,
         "entries": {name: base64.b64encode(data).decode("ascii") for name, data in sorted(entries.items())},
     }, sort_keys=True).encode()
-    salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
+    salt, nonce = _random_bytes(SALT_BYTES), _random_bytes(NONCE_BYTES)
     header = _HEADER.pack(MAGIC, VERSION, KDF_SCRYPT, log2_n, r, p, salt, nonce)
     key = kdf.derive(passphrase, salt)
     return header + ChaCha20Poly1305(key).encrypt(nonce, payload, header)

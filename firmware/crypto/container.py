@@ -85,6 +85,9 @@ _DTYPE_CODES = {dt: code for code, dt in _DTYPES.items()}
 
 _FIXED = struct.Struct(">4sBBBB16s16s12sBBI")
 
+# The one source of per-image randomness (salt, nonce); known-answer tests fix it (tests/vectors/).
+_random_bytes = os.urandom
+
 
 @dataclass(frozen=True)
 class Header:
@@ -220,7 +223,7 @@ def _seal(
     kid = key_id if key_id is not None else key_id_for(bytes(key))
     if len(kid) != KEY_ID_BYTES:
         raise CryptoError(f"key_id must be {KEY_ID_BYTES} bytes")
-    salt, nonce = os.urandom(SALT_BYTES), os.urandom(NONCE_BYTES)
+    salt, nonce = _random_bytes(SALT_BYTES), _random_bytes(NONCE_BYTES)
     header = _encode_header(aead_id, kind, kid, salt, nonce, dtype, shape, metadata or {})
     aead_key, seed = _derive(bytes(key), salt, header[: _FIXED.size])
     n = payload.size

@@ -40,7 +40,10 @@ DEVICE_SECRET_BYTES = 32
 # a TPM /etc sits on the same SD card, so a thief of the whole card still gets it: that case needs
 # the TPM backend, or `facelock encrypt --pin` (see the README's threat model).
 DEFAULT_DEVICE_SECRET = Path("/etc/facelock/device.secret")
-ENV_DEVICE_SECRET = "FACELOCK_DEVICE_SECRET"  # tests, demos and unprivileged runs point it elsewhere
+ENV_DEVICE_SECRET = "FACELOCK_DEVICE_SECRET"
+# KDF salts and nonces come from here; known-answer tests fix it (tests/vectors/).  The device secret
+# itself always comes from secrets.token_bytes.
+_random_bytes = secrets.token_bytes  # tests, demos and unprivileged runs point it elsewhere
 
 
 def device_secret_path(configured: str | None) -> Path:
@@ -92,6 +95,43 @@ def load_or_create_device_secret(path: Path, create: bool = True) -> bytes:
     return raw
 
 
+def move_legacy_device_secret(legacy: Path, path: Path) -> bool:
+    """Move a device secret kept in the data dir (the layout before it moved out) to ``path``.
+
+    Crash-safe in that order: the new copy is written durably and exclusively first, the old
+    one removed after; killed in between, both exist and the next open removes the old one.
+    Returns whether a legacy secret was found.
+    """
+    try:
+        raw = legacy.read_bytes()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise KeystoreUnlockError(f"cannot read the old device secret {legacy}: {exc.strerror}") from None
+    if len(raw) != DEVICE_SECRET_BYTES:
+        raise KeystoreUnlockError(f"old device secret {legacy} has {len(raw)} bytes, expected {DEVICE_SECRET_BYTES}")
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, raw, exclusive=True)
+    except FileExistsError:
+        if path.read_bytes() != raw:
+            raise KeystoreUnlockError(
+                f"both {legacy} and {path} hold a device secret and they differ: remove the wrong one"
+            ) from None
+    except OSError as exc:
+        raise KeystoreUnlockError(
+            f"cannot move the device secret out of the data dir to {path}: {exc.strerror} (set [keystore] "
+            f"device_secret_path or ${ENV_DEVICE_SECRET})"
+        ) from None
+    legacy.unlink()
+    fd = os.open(legacy.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
 class FileKeystore(Keystore):
     backend = "file"
     file_name = "keys.fks"
@@ -108,6 +148,9 @@ class FileKeystore(Keystore):
     ) -> None:
         super().__init__(directory, lock_timeout_s)
         self._device_secret_path = Path(device_secret_path)
+        legacy = self.directory / "device.secret"
+        if self._device_secret_path != legacy and self.path.exists():
+            move_legacy_device_secret(legacy, self._device_secret_path)  # upgrade: the secret leaves the data dir
         self._passphrase = passphrase
         self._kdf = (scrypt_log2_n, scrypt_r, scrypt_p)
         self._keks: dict[tuple, ChaCha20Poly1305] = {}  # (salt, n, r, p) -> AEAD, memoised per process
@@ -140,9 +183,9 @@ class FileKeystore(Keystore):
             "log2n": log2n,
             "r": r,
             "p": p,
-            "salt": base64.b64encode(secrets.token_bytes(16)).decode(),
+            "salt": base64.b64encode(_random_bytes(16)).decode(),
         }
-        nonce = secrets.token_bytes(_NONCE)
+        nonce = _random_bytes(_NONCE)
         # a new keystore (or a KEK rotation) is the only place a device secret may be created
         aead = self._derive(params, passphrase, create_secret=True)
         params["check"] = base64.b64encode(nonce + aead.encrypt(nonce, b"", _CHECK_AAD)).decode()
@@ -164,7 +207,7 @@ class FileKeystore(Keystore):
             ) from None
 
     def _seal(self, data: KeyFileData, key_id: str, version: int, secret: bytes) -> bytes:
-        nonce = secrets.token_bytes(_NONCE)
+        nonce = _random_bytes(_NONCE)
         return nonce + self._derive(data.params, self._passphrase).encrypt(nonce, secret, _aad(key_id, version))
 
     def _unseal(self, data: KeyFileData, key_id: str, version: int, blob: bytes) -> bytes:

@@ -129,3 +129,25 @@ def test_device_secret_is_created_once_durably(tmp_path):
     first = secret_file.read_bytes()
     open_keystore(cfg, tmp_path / "data2")  # another keystore with the same device secret reuses it
     assert secret_file.read_bytes() == first
+
+
+def test_legacy_device_secret_moves_out_of_the_data_dir(tmp_path, monkeypatch):
+    """A keystore made when the secret lived in <data_dir>/keystore/ opens after the upgrade, secret moved out."""
+    legacy = tmp_path / "data" / "keystore" / "device.secret"
+    old = KeystoreConfig(device_secret_path=str(legacy), **FAST)
+    open_keystore(old, tmp_path / "data").create("k", secret=b"l" * 32)
+    saved = legacy.read_bytes()
+    new = tmp_path / "etc" / "facelock" / "device.secret"
+    monkeypatch.setenv("FACELOCK_DEVICE_SECRET", str(new))
+    assert open_keystore(KeystoreConfig(**FAST), tmp_path / "data").unseal("k") == b"l" * 32
+    assert new.read_bytes() == saved and not legacy.exists()
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o600
+    assert open_keystore(KeystoreConfig(**FAST), tmp_path / "data").unseal("k") == b"l" * 32
+    # killed between the two steps: both copies, equal -> the old one goes; different -> refused, none lost
+    legacy.write_bytes(saved)
+    open_keystore(KeystoreConfig(**FAST), tmp_path / "data")
+    assert not legacy.exists()
+    legacy.write_bytes(os.urandom(32))
+    with pytest.raises(KeystoreUnlockError, match="differ"):
+        open_keystore(KeystoreConfig(**FAST), tmp_path / "data")
+    assert new.read_bytes() == saved and legacy.exists()
