@@ -118,6 +118,8 @@ def command(as_json: bool, attempts: int, idle_seconds: float) -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="facelock-bench-"))
     data = tmp / "data"
+    # the bench is its own machine: its device secret beside its data dir (the daemon child inherits this)
+    os.environ["FACELOCK_DEVICE_SECRET"] = str(tmp / "etc" / "device.secret")
     pipe = build_pipeline(num_threads=1)
     liveness = build_liveness(None, "auto") is not None
     embs = [pipe.process(f).embedding for f in df.enrolled()]
