@@ -190,7 +190,7 @@ def publish_state(client: Any, ctl: Any) -> None:
 
 
 def run(cfg: Any, run_for: float | None = None) -> int:
-    from firmware.audit import AuditLog
+    from firmware.audit import AuditLog, chain_key
     from firmware.hw.camera import open_camera
     from firmware.hw.gpio import LockIO
     from firmware.lock.controller import Controller
@@ -209,7 +209,8 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     notify = SdNotify()
-    audit = AuditLog(data_dir / "audit.db")
+    # Keyed chain: HMAC under the keystore's audit-chain key (firmware.audit).
+    audit = AuditLog(data_dir / "audit.db", key=chain_key(data_dir, cfg.sections.get("keystore")))
     events = open_event_sink(data_dir, cfg.device.id, cfg.daemon.events)
     io = LockIO(cfg.gpio)
     sim = None
@@ -228,12 +229,19 @@ def run(cfg: Any, run_for: float | None = None) -> int:
         log.info("facelockd %s started: device %s, camera %s, data %s", os.getpid(), cfg.device.id,
                  cfg.camera.backend, data_dir)
         telemetry = start_telemetry(cfg, events, ctl, data_dir)
+        heartbeat = None
+        if cfg.sections.get("mqtt") is not None:
+            from firmware.telemetry.heartbeat import Heartbeat
+
+            heartbeat = Heartbeat(audit, ctl.emit, cfg.sections["mqtt"].heartbeat_s, data_dir / "heartbeat.json")
         ctl.bring_up()
         notify.send(f"READY=1\nSTATUS=state {ctl.snap.state.value}")
         t_end = None if run_for is None else time.monotonic() + run_for
         last_state = None
         while not stop["flag"] and (t_end is None or time.monotonic() < t_end):
             ctl.tick()
+            if heartbeat is not None:
+                heartbeat.tick()
             now = time.monotonic()
             notify.watchdog(now)
             if ctl.snap.state is not last_state:

@@ -17,10 +17,12 @@ FORBIDDEN_KEYS = {"name", "user_id", "embedding", "image", "template"}
 
 
 def record(dd: DataDir, kind: str, **data: Any) -> None:
-    from firmware.audit import AuditLog
+    from firmware.audit import AuditLog, chain_key
+    from provisioning import stores
 
     assert not FORBIDDEN_KEYS & set(data), "personal data must not enter the append-only audit log"
-    with AuditLog(dd.audit_db) as log:
+    # keyed like the daemon's records (HMAC under the keystore's audit-chain key), so the chain stays whole
+    with AuditLog(dd.audit_db, key=chain_key(dd.root, stores.keystore_config())) as log:
         log.append(f"provisioning.{kind}", **data)
 
 

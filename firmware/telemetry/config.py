@@ -38,6 +38,8 @@ class MqttConfig:
     backoff_max_s: float = 30.0
     # Commands older (or further in the future) than this are refused as stale.
     command_max_age_s: float = 30.0
+    # Heartbeat events (with the audit chain head, see firmware.telemetry.heartbeat) every this many seconds.
+    heartbeat_s: float = 60.0
     outbox_max_events: int = 100_000
     # Keep an event after PUBACK until the monitor's receipt says it is stored (end-to-end, survives a
     # broker crash); when False the event is deleted on PUBACK.
@@ -101,6 +103,8 @@ class MqttConfig:
             raise ConfigError("mqtt.backoff_min_s: must be > 0 and <= backoff_max_s")
         if not 1 <= self.command_max_age_s <= 600:
             raise ConfigError("mqtt.command_max_age_s: must be 1..600 seconds")
+        if not 0.1 <= self.heartbeat_s <= 3600:
+            raise ConfigError("mqtt.heartbeat_s: must be 0.1..3600 seconds")
         if self.outbox_max_events < 10:
             raise ConfigError("mqtt.outbox_max_events: must be at least 10")
         if self.receipt_timeout_s <= 0:

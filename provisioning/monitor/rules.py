@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from firmware.telemetry.events import Event
+from provisioning.monitor.audit_anchors import AuditAnchors
 
 INSTANT_RULES = {
     "spoof_suspected": "spoof_suspected",
@@ -38,9 +39,11 @@ class AlertRules:
         self._denied: dict[str, deque[float]] = {}
         self._offline_since: dict[str, float] = {}
         self._offline_alerted: set[str] = set()
+        self.audit = AuditAnchors()  # audit chain heads from heartbeats: a rewritten history alerts
 
     def on_event(self, event: Event) -> list[Alert]:
-        alerts: list[Alert] = []
+        alerts: list[Alert] = [Alert(rule, event.device, event.ts, detail, event.id)
+                               for rule, detail in self.audit.on_heartbeat(event)]
         rule = INSTANT_RULES.get(event.type)
         if rule is not None:
             what = event.reason or event.type

@@ -61,6 +61,8 @@ class MonitorService:
         self.store = store
         self.notifiers = list(notifiers or [])
         self.rules = rules or AlertRules(config.denied_threshold, config.denied_window_s, config.offline_after_s)
+        if hasattr(self.rules, "audit") and hasattr(store, "heartbeat_data"):
+            self.rules.audit.seed(store.heartbeat_data())  # heads published before this start: none forgotten
         self.clock = clock
         self._tls = client_context(config.ca_file, config.cert_file, config.key_file)
         self._group = config.effective_group()

@@ -6,6 +6,7 @@ Several monitor processes (one shared-subscription group) may write the same fil
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -243,6 +244,23 @@ class MonitorStore:
                                     "order by aid limit ?", (aid, limit)).fetchall()
         keys = ("rule", "device", "ts", "detail", "event_id")
         return [(r[0], dict(zip(keys, r[1:], strict=True))) for r in rows]
+
+    def heartbeat_data(self, device: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(device, data) of every stored heartbeat, oldest first: the audit chain heads (audit_anchors)."""
+        q, args = "select device, payload from events where type='heartbeat'", ()
+        if device is not None:
+            q, args = q + " and device=?", (device,)
+        with self._lock:
+            rows = self._db.execute(q + " order by rowid", args).fetchall()
+        out = []
+        for dev, payload in rows:
+            try:
+                data = json.loads(payload).get("data")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(data, dict):
+                out.append((dev, data))
+        return out
 
     def alerts(self) -> list[dict[str, Any]]:
         return [a for _, a in self.alerts_after(0, 1_000_000)]
