@@ -189,3 +189,40 @@ def test_pin_protects_an_image_from_the_rooted_lock(tmp_path, faces, monkeypatch
     r = cli("encrypt", faces.secret, "--user", NAME, "--probe", faces.a_probe, "--pin", "-o", tmp_path / "s.flk",
             env={**env, "FACELOCK_PIN": "12345"})
     assert_one_line_error(r, 1, "PIN must be")
+
+
+def test_keys_init_secret_creates_the_device_secret_for_an_unprivileged_daemon(tmp_path, monkeypatch):
+    """Install step: root creates /etc/facelock/device.secret (here: a temp path) for the daemon's user."""
+    import json
+    import pwd
+    import stat
+
+    path = tmp_path / "etc" / "facelock" / "device.secret"
+    monkeypatch.setenv("FACELOCK_DEVICE_SECRET", str(path))
+    cli = Cli(tmp_path / "data")
+    owner = "nobody" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name  # chown needs root
+    r = cli("keys", "init-secret", "--owner", owner, "--json", ok=True)
+    info = json.loads(r.stdout)
+    assert info["created"] and info["device_secret"] == str(path)
+    st = path.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == pwd.getpwnam(owner).pw_uid
+    first = path.read_bytes()
+    assert len(first) == 32
+    assert json.loads(cli("keys", "init-secret", "--json", ok=True).stdout)["created"] is False
+    assert path.read_bytes() == first  # idempotent: never replaced
+    assert not (tmp_path / "data").exists()  # nothing in the data dir
+    assert_one_line_error(cli("keys", "init-secret", "--owner", "no-such-user-xyz"), 1, "no user")
+
+
+def test_keys_init_secret_moves_an_upgraded_locks_secret_out_of_the_data_dir(tmp_path, monkeypatch):
+    from firmware.keystore import KeystoreConfig, open_keystore
+
+    data = tmp_path / "data"
+    legacy = data / "keystore" / "device.secret"
+    open_keystore(KeystoreConfig(scrypt_log2_n=10, device_secret_path=str(legacy)), data).create("k", secret=b"u" * 32)
+    saved = legacy.read_bytes()
+    path = tmp_path / "etc" / "facelock" / "device.secret"
+    monkeypatch.setenv("FACELOCK_DEVICE_SECRET", str(path))
+    Cli(data)("keys", "init-secret", ok=True)
+    assert path.read_bytes() == saved and not legacy.exists()
+    assert open_keystore(KeystoreConfig(scrypt_log2_n=10), data).unseal("k") == b"u" * 32
