@@ -38,7 +38,7 @@ demo: install
 
 # One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon).
 bench: install
-	@for b in crypto vision mqtt runtime; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
+	@for b in crypto vision mqtt runtime pki; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check firmware provisioning central tests native models

@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives import serialization
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,29 +41,13 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _guess_once(data: bytes, guess: bytes) -> float:
-    """One wrong guess against the key file as it is on disk; seconds."""
-    t = time.perf_counter()
-    if b"BEGIN ENCRYPTED PRIVATE KEY" in data:
-        with pytest.raises(ValueError):
-            serialization.load_pem_private_key(data, guess)
-    else:
-        from provisioning import keywrap
-        from provisioning.errors import PassphraseError
-
-        with pytest.raises(PassphraseError):
-            keywrap.unwrap(data, guess)
-    return time.perf_counter() - t
-
-
 def guess_cost_ratio(data: bytes, reference: bytes, rounds: int = 3) -> tuple[float, float, float]:
-    """(best seconds per guess on `data`, on `reference`, ratio), interleaved rounds on this noisy machine."""
-    best, best_ref = float("inf"), float("inf")
-    for i in range(rounds):
-        best = min(best, _guess_once(data, b"guess-%d" % i))
-        for j in range(20):
-            best_ref = min(best_ref, _guess_once(reference, b"guess-%d-%d" % (i, j)))
-    return best, best_ref, best / best_ref
+    """(best seconds per wrong guess on `data`, on `reference`, ratio), interleaved rounds
+    (provisioning/benchmarks/pki.py, the same code `facelock bench pki` reports with)."""
+    from provisioning.benchmarks.pki import guess_costs
+
+    best = guess_costs({"stolen": data, "reference": reference}, rounds, inner={"reference": 20})
+    return best["stolen"], best["reference"], best["stolen"] / best["reference"]
 
 
 def test_stolen_ca_key_costs_far_more_per_guess_than_pbkdf2_2048(tmp_path: Path) -> None:
