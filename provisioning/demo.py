@@ -160,7 +160,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     from rich.live import Live
     from rich.table import Table
 
-    from firmware.audit import AuditLog
+    from firmware.audit import AuditLog, chain_key
     from firmware.config import Config, DeviceConfig, LockConfig
     from firmware.hw.camera.replay import ReplayCamera
     from firmware.hw.gpio import LockIO
@@ -203,7 +203,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     nobody = [df.empty(rng=rng) for _ in range(8)]
     scene.set("nobody", nobody)
     io = LockIO(cfg.gpio)
-    audit = AuditLog(data / "audit.db")
+    audit = AuditLog(data / "audit.db", key=chain_key(data, ks_cfg))  # keyed like the daemon's
     events = open_event_sink(data, cfg.device.id)
 
     def stages_factory():
@@ -329,7 +329,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     events.close()
     personal = [s.encode() for s in (user_id, USER_NAME)]
     leaks = [f.name for f in data.glob("audit.db*") if any(p in f.read_bytes() for p in personal)]
-    demo.check("audit chain", "verifies; no user id or name in it", res.ok and not leaks,
+    demo.check("audit chain", "verifies (keyed); no user id or name in it", res.ok and res.authenticated and not leaks,
                f"{res}" + (f"; personal data in {leaks}" if leaks else ""))
 
     t = Table(title="FaceLock demo summary")
