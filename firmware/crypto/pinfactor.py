@@ -17,7 +17,8 @@ key, which the container names as a wrong key (its key id differs).
 
 Limits, stated so nobody relies on more: the PIN protects files at rest; a PIN typed on a rooted
 lock can be captured there; and an attacker holding the keystore and the file can guess offline at
-one Argon2id per guess (~0.5 s on one core here), so a 6-digit PIN falls in days — use a long one.
+one Argon2id per guess (0.65-1.0 s on one core of the 2-core test machine), so a 6-digit PIN falls in
+about a week on one core and in hours on a many-core machine — use a long one.
 """
 
 from __future__ import annotations
