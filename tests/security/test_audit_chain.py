@@ -198,4 +198,9 @@ def test_monitor_restart_keeps_the_published_heads(tmp_path) -> None:
     anchors = AuditAnchors()
     anchors.seed([("door-1", dict(first.data))])  # what the store held when the monitor started
     assert [r for r, _ in anchors.on_heartbeat(later)] == ["audit_rewritten"]
-    assert [r for r, _ in anchors.on_heartbeat(shorter)] == ["audit_rewound"]
+    assert [r for r, _ in anchors.on_heartbeat(shorter)] == ["audit_anchor_missing", "audit_rewound"]
+    unknown = make_event("door-1", "heartbeat", audit_seq=12, audit_head="e" * 64, audit_anchor_seq=11,
+                         audit_anchor_head="f" * 64).with_seq(4)
+    assert [r for r, _ in anchors.on_heartbeat(unknown)] == ["audit_anchor_unknown"]
+    fresh = AuditAnchors()  # a device's first heartbeat (no state yet) alerts nothing
+    assert fresh.on_heartbeat(first) == []
