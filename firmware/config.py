@@ -108,6 +108,7 @@ PLUGGED_SECTIONS: dict[str, tuple[str, str]] = {
     "liveness": ("firmware.vision.liveness.config", "LivenessConfig"),
     "keystore": ("firmware.keystore.config", "KeystoreConfig"),
     "mqtt": ("firmware.telemetry.config", "MqttConfig"),
+    "api": ("firmware.api.config", "ApiConfig"),
 }
 
 OWN_SECTIONS: dict[str, type] = {

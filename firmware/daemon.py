@@ -190,6 +190,7 @@ def publish_state(client: Any, ctl: Any) -> None:
 
 
 def run(cfg: Any, run_for: float | None = None) -> int:
+    from firmware.api.lockport import start_api
     from firmware.audit import AuditLog, chain_key
     from firmware.hw.camera import open_camera
     from firmware.hw.gpio import LockIO
@@ -210,7 +211,8 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     notify = SdNotify()
     # Keyed chain: HMAC under the keystore's audit-chain key (firmware.audit).
-    audit = AuditLog(data_dir / "audit.db", key=chain_key(data_dir, cfg.sections.get("keystore")))
+    audit_key = chain_key(data_dir, cfg.sections.get("keystore"))
+    audit = AuditLog(data_dir / "audit.db", key=audit_key)
     events = open_event_sink(data_dir, cfg.device.id, cfg.daemon.events)
     io = LockIO(cfg.gpio)
     sim = None
@@ -220,6 +222,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
         sim = SimInputServer(io, data_dir / "sim.sock")
     ctl = None
     telemetry = None
+    api = None
     try:
         ctl = Controller(cfg, io, lambda: open_camera(cfg.camera),
                          lambda: build_stages(data_dir, dict(cfg.sections), num_threads=1,
@@ -234,6 +237,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
             from firmware.telemetry.heartbeat import Heartbeat
 
             heartbeat = Heartbeat(audit, ctl.emit, cfg.sections["mqtt"].heartbeat_s, data_dir / "heartbeat.json")
+        api = start_api(cfg, ctl, events, lambda: AuditLog(data_dir / "audit.db", key=audit_key))
         ctl.bring_up()
         notify.send(f"READY=1\nSTATUS=state {ctl.snap.state.value}")
         t_end = None if run_for is None else time.monotonic() + run_for
@@ -257,6 +261,8 @@ def run(cfg: Any, run_for: float | None = None) -> int:
             if ctl is not None:
                 ctl.shutdown(str(stop["signal"] or "exit"))
         finally:
+            if api is not None:
+                api.close()
             if telemetry is not None:
                 publish_state(telemetry, ctl)
                 telemetry.stop()

@@ -206,6 +206,16 @@ class Controller:
         return st
 
     _decision_start: tuple[float, int] | None = None
+    #: told of each attempt started and decided (firmware.api.attempts.VerifyHub); it never changes the door
+    attempt_listener: Any = None
+
+    def _tell(self, what: str, *args: Any) -> None:
+        listener = self.attempt_listener
+        if listener is not None:
+            try:
+                getattr(listener, what)(*args)
+            except Exception:  # noqa: BLE001 - an API listener's bug must never affect the door
+                log.exception("attempt listener failed")
 
     def _apply_outputs(self, st: sm.Step | None) -> None:
         relay = self.snap.relay
@@ -421,6 +431,7 @@ class Controller:
             self.attempt = None
             self.feed(Input(Event.FACE_SEEN))
             self.attempt = Attempt(now, frame.ts, frame.index)
+            self._tell("attempt_started")
         if self.snap.state is not State.VERIFYING or self.attempt is None:
             return
         self.attempt.observations.append(obs)
@@ -438,19 +449,24 @@ class Controller:
         assert self.stages is not None
         self._decision_start = (att.first_face_ts, att.first_face_index)
         now = self.clock()
+        scores: dict[str, float] = {}
         if self.stages.liveness is not None:
             window = att.observations[-self.cfg.lock.max_frames_per_attempt:]
             lv = self.stages.liveness.check(window)
+            scores.update(lv.scores)
             if not lv.live:
                 if len(att.observations) < self.cfg.lock.max_frames_per_attempt:
                     return  # not proven live yet: keep watching (blink, motion) until the window is full
                 self.counters.spoof += 1
                 self._failure(Event.SPOOF_SUSPECTED, f"liveness:{lv.reason}"[:200], None, now)
+                self._tell("attempt_decided", False, "spoof_suspected", None, scores)
                 return
         mv = self.stages.matcher.match(att.observations)
+        scores["match"] = mv.score
         if mv.user_id is None:
             self.counters.denied += 1
             self._failure(Event.NO_MATCH, mv.reason, None, now)
+            self._tell("attempt_decided", False, "no_match", None, scores)
             return
         d = pol.authorize(self.cfg.policy, mv.user_id, self.wall(), self.lockout, now, self.lockdown,
                           getattr(self.stages, "schedules", None))
@@ -458,6 +474,7 @@ class Controller:
             # a recognised user outside their schedule or during a lockdown: refused, not a failed attempt
             self.counters.denied += 1
             self.feed(Input(Event.NO_MATCH, user=mv.user_id, reason=d.reason))
+            self._tell("attempt_decided", False, d.reason, mv.user_id, scores)
             return
         had_failures = self.lockout != pol.LockoutState()
         self.lockout = pol.register_success(self.lockout)
@@ -465,6 +482,7 @@ class Controller:
         self.feed(Input(Event.MATCH, user=mv.user_id, reason=f"score={mv.score:.3f}"))
         if had_failures:  # after the relay: a crash in between keeps the old count (the safe side)
             self._save_lockstate()
+        self._tell("attempt_decided", True, "ok", mv.user_id, scores)
 
     def _failure(self, event: Event, reason: str, user: str | None, now: float) -> None:
         self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)

@@ -58,6 +58,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "enrolled",
         "user_revoked",
         "heartbeat",
+        "api_request",
     }
 )
 
@@ -82,6 +83,7 @@ DEFAULT_SEVERITY: dict[str, str] = {
     "enrolled": "info",
     "user_revoked": "info",
     "heartbeat": "debug",
+    "api_request": "info",
 }
 
 FORBIDDEN_KEY_PARTS = ("image", "frame", "embedding", "template", "pixel", "photo", "jpeg", "png")
