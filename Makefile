@@ -5,11 +5,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm swtpm-tools libtss2-dev tpm2-tools systemd postgresql
+APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm swtpm-tools libtss2-dev tpm2-tools systemd postgresql \
+	libpam0g-dev pamtester
 PYTEST_ARGS ?=
 SANITIZE_DIR := build/sanitize
 
-.PHONY: install system-deps test demo bench lint sanitize models clean
+.PHONY: install system-deps test demo bench lint sanitize models clean pam install-pam
 
 install: $(STAMP)
 
@@ -52,9 +53,35 @@ sanitize: install
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(PY) -m pytest -p no:cacheprovider tests/native tests/crypto tests/security/test_native_tables.py -q
+	# the PAM module, instrumented, driven by pamtester (the ASan runtime preloaded into pamtester only)
+	mkdir -p $(SANITIZE_DIR)/pam
+	gcc $(PAM_CFLAGS) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-wrapv \
+		-fno-sanitize-recover=all -o $(SANITIZE_DIR)/pam/pam_facelock.so native/pam/pam_facelock.c -lpam
+	FACELOCK_PAM_MODULE=$(CURDIR)/$(SANITIZE_DIR)/pam/pam_facelock.so \
+	FACELOCK_PAM_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libubsan.so) \
+	$(PY) -m pytest -p no:cacheprovider tests/pam -q
 
 models:
 	$(MAKE) -C models
+
+# pam_facelock.so (native/pam/): face login through the daemon's Face Security API.  `make install-pam`
+# copies it next to the system's PAM modules (then see README "Face login (PAM)" for /etc/pam.d).
+PAM_DIR := build/pam
+PAM_CFLAGS := -std=c11 -O2 -fPIC -shared -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wconversion \
+	-fvisibility=hidden -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+PAM_MODDIR ?= $(patsubst %/,%,$(dir $(firstword $(wildcard /lib/*/security/pam_unix.so /usr/lib/*/security/pam_unix.so \
+	/lib/security/pam_unix.so /usr/lib/security/pam_unix.so))))
+
+pam: $(PAM_DIR)/pam_facelock.so
+
+$(PAM_DIR)/pam_facelock.so: native/pam/pam_facelock.c
+	@$(MAKE) --no-print-directory system-deps
+	mkdir -p $(PAM_DIR)
+	gcc $(PAM_CFLAGS) -o $@ $< -lpam
+
+install-pam: pam
+	@test -n "$(PAM_MODDIR)" || { echo "cannot find the PAM module directory: set PAM_MODDIR=" >&2; exit 1; }
+	install -D -m 0644 $(PAM_DIR)/pam_facelock.so $(PAM_MODDIR)/pam_facelock.so
 
 clean:
 	rm -rf build $(VENV) *.egg-info firmware/_facelock_native*.so firmware/_facelock_native.c .pytest_cache .hypothesis

@@ -219,3 +219,30 @@ def test_every_request_is_audited_and_emitted_without_names(lock):
     mine = [e for e in evs if e["data"].get("attempt_id") == res.attempt_id]
     assert len(mine) == 1 and mine[0]["data"]["purpose"] == "audit-check" and mine[0]["reason"] == "ok"
     assert mine[0]["user_id"] == lock.user_id and mine[0]["data"]["peer_uid"] == 0
+
+
+def _cli(d: Daemon, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    from tests.api.daemon import REPO
+
+    return subprocess.run([sys.executable, "-m", "provisioning.cli", "verify", "--socket", str(d.socket), *args],
+                          capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_facelock_verify_cli(lock):
+    lock.show("live")
+    p = _cli(lock, "--user", "alice", "--json", "--timeout", "20")
+    assert p.returncode == 0, p.stderr
+    ans = json.loads(p.stdout)
+    assert ans["ok"] is True and ans["user_id"] == lock.user_id
+    lock.calm()
+    lock.show("stranger")
+    p = _cli(lock, "--user", "alice", "--timeout", "20")
+    assert p.returncode == 3 and "not recognised" in p.stdout, (p.stdout, p.stderr)
+    assert "Looking for alice" in p.stderr
+    p = _cli(lock, "--socket", str(lock.sock_dir / "missing.sock"))
+    assert p.returncode == 1 and p.stderr.startswith("facelock: error: no Face Security API")
