@@ -28,7 +28,7 @@ class ControllerView:
         self.hub = hub
 
     def unavailable(self) -> str | None:
-        from firmware.statemachine import State
+        from firmware.lock.statemachine import State
 
         ctl = self.ctl
         if not ctl.ready or ctl.stages is None:
@@ -38,7 +38,7 @@ class ControllerView:
         return None
 
     def lockout_remaining(self) -> float:
-        from firmware import policy as pol
+        from firmware.lock import policy as pol
 
         return pol.lockout_remaining(self.ctl.lockout, self.ctl.clock())
 
@@ -52,6 +52,7 @@ class ControllerView:
             "lockout_remaining_s": round(self.lockout_remaining(), 3),
             "enrolled": len(matcher) if matcher is not None else 0,
             "liveness": getattr(ctl.stages, "liveness", None) is not None,
+            "frames_analyzed": ctl.counters.analyzed,
             "verify_waiting": self.hub.waiting,
             "verify_run": self.hub.opened,  # verify requests that reached the camera
         }

@@ -100,8 +100,12 @@ class ApiServer:
         self._active = 0
         self._alock = threading.Lock()
         self.served = 0
+        self._lingering: list[tuple[socket.socket, float]] = []  # answered "busy", being drained
+        self._llock = threading.Lock()
         self._thread = threading.Thread(target=self._accept_loop, name="api-accept", daemon=True)
         self._thread.start()
+        self._linger = threading.Thread(target=self._linger_loop, name="api-linger", daemon=True)
+        self._linger.start()
         log.info("Face Security API listening on %s", self.path)
 
     # ------------------------------------------------------------------------------------------ accept
@@ -127,17 +131,55 @@ class ApiServer:
             threading.Thread(target=self._serve, args=(conn,), name="api-conn", daemon=True).start()
 
     def _busy(self, conn: socket.socket) -> None:
+        """Answer "busy" without a thread; the connection lingers (drained) until the client is done, so it
+        reads the answer instead of a reset."""
         started = time.monotonic()
         try:
             peer = peer_of(conn)
             conn.setblocking(False)
-            with contextlib.suppress(OSError):
-                conn.send(error_line("busy", f"more than {self.cfg.max_connections} requests at once; retry"))
+            conn.send(error_line("busy", f"more than {self.cfg.max_connections} requests at once; retry"))
+            conn.shutdown(socket.SHUT_WR)
             self.service.refuse(peer, "?", "busy", started)
         except OSError:
-            pass
-        finally:
             conn.close()
+            return
+        with self._llock:
+            if len(self._lingering) >= 256:
+                conn.close()
+                return
+            self._lingering.append((conn, time.monotonic() + 0.5))
+
+    def _linger_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._llock:
+                conns = list(self._lingering)
+            if not conns:
+                time.sleep(0.05)
+                continue
+            p = select.poll()
+            for c, _ in conns:
+                p.register(c, select.POLLIN | select.POLLHUP)
+            with contextlib.suppress(OSError):
+                p.poll(50)
+            now = time.monotonic()
+            done = []
+            for c, deadline in conns:
+                try:
+                    while True:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            done.append(c)
+                            break
+                except BlockingIOError:
+                    if now > deadline:
+                        done.append(c)
+                except OSError:
+                    done.append(c)
+            if done:
+                with self._llock:
+                    self._lingering = [(c, d) for c, d in self._lingering if c not in done]
+                for c in done:
+                    c.close()
 
     # ------------------------------------------------------------------------------------------ serve
     def _serve(self, conn: socket.socket) -> None:
@@ -156,7 +198,7 @@ class ApiServer:
             if method == "?" or exc.code in ("forbidden", "rate_limited"):
                 self.service.refuse(peer, method, exc.code, started)
             self._send(conn, error_line(exc.code, str(exc)))
-            self._drain(conn)
+            self._drain(conn, seconds=self.cfg.read_timeout_s)
         except OSError as exc:
             log.debug("API client went away: %s", exc)
         except Exception as exc:  # noqa: BLE001 - a bug answers "internal", the daemon goes on
@@ -209,7 +251,7 @@ class ApiServer:
         return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in p.poll(0))
 
     @staticmethod
-    def _drain(conn: socket.socket, limit: int = 1 << 16, seconds: float = 0.2) -> None:
+    def _drain(conn: socket.socket, limit: int = 8 << 20, seconds: float = 0.2) -> None:
         """After an error answer: read (and drop) what the client still sends, so it reads the answer
         instead of a connection reset."""
         with contextlib.suppress(OSError):
@@ -229,5 +271,10 @@ class ApiServer:
         with contextlib.suppress(OSError):
             self.sock.close()
         self._thread.join(2.0)
+        self._linger.join(2.0)
+        with self._llock:
+            for c, _ in self._lingering:
+                c.close()
+            self._lingering = []
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

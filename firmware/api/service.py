@@ -52,7 +52,7 @@ class TemplateDirectory:
         self.sections = sections
 
     def active_users(self) -> list[tuple[str, str]]:
-        from firmware.stages import open_templates
+        from firmware.lock.stages import open_templates
 
         store = open_templates(self.data_dir, self.sections)
         try:

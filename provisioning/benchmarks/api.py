@@ -48,13 +48,13 @@ def command(as_json: bool, rounds: int) -> None:
     from firmware.api.server import ApiServer
     from firmware.api.service import ApiService, Recorder, TemplateDirectory
     from firmware.audit import AuditLog
-    from firmware.camera.replay import ReplayCamera
     from firmware.config import CameraConfig, Config, DeviceConfig, LockConfig
-    from firmware.controller import Controller
     from firmware.errors import FaceLockError
-    from firmware.gpio import LockIO
+    from firmware.hw.camera.replay import ReplayCamera
+    from firmware.hw.gpio import LockIO
     from firmware.keystore import KeystoreConfig, open_keystore
-    from firmware.stages import build_pipeline, build_stages, open_event_sink
+    from firmware.lock.controller import Controller
+    from firmware.lock.stages import build_pipeline, build_stages, open_event_sink
     from firmware.templates import TemplateStore
     from provisioning import demofaces as df
 
@@ -121,7 +121,7 @@ def command(as_json: bool, rounds: int) -> None:
             out: dict = {}
             go = threading.Barrier(2)
 
-            def over_socket() -> None:
+            def over_socket(out: dict = out, go: threading.Barrier = go) -> None:
                 go.wait()
                 t0 = time.perf_counter()
                 r = client.verify(purpose="bench", timeout_s=20)

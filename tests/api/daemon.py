@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.camera.replay import write_replay_folder
+from firmware.hw.camera.replay import write_replay_folder
 
 REPO = Path(__file__).resolve().parents[2]
 N_FRAMES = 48
@@ -36,7 +36,7 @@ USER = "alice"
 @functools.lru_cache(maxsize=1)
 def build_scenes() -> dict[str, list[np.ndarray]]:
     """Built once per test process (the API and PAM suites share it): ~1 min of face synthesis."""
-    from firmware.stages import build_pipeline
+    from firmware.lock.stages import build_pipeline
     from provisioning import demofaces as df
 
     pipe = build_pipeline(num_threads=1)
@@ -186,8 +186,20 @@ socket = "{self.socket}"
 
     def calm(self, timeout: float = 60.0) -> dict:
         """Nobody at the door, the lock IDLE and not locked out (a clean start for the next scene)."""
+        from firmware.api.client import ApiClient
+
         self.show("nobody")
-        return self.wait_status(lambda s: s["state"] == "IDLE" and s["lockout_remaining_s"] == 0, timeout)
+        # frames read before the files were replaced may still be in the loop: wait until it has analysed a
+        # few frames read afterwards, so no face of the previous scene can join the next scene's attempt
+        c = ApiClient(self.socket)
+        a0 = c.status()["frames_analyzed"]
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            s = c.status()
+            if s["frames_analyzed"] >= a0 + 3 and s["state"] == "IDLE" and s["lockout_remaining_s"] == 0:
+                return s
+            time.sleep(0.2)
+        raise AssertionError(f"the lock never calmed down: {c.status()}")
 
     def audit(self) -> list:
         from firmware.audit import AuditLog

@@ -22,6 +22,7 @@ def test_example_config_is_valid_and_documented():
     cfg = load_config(EXAMPLE)
     assert cfg.gpio.relay_pin == 17 and cfg.policy.lockout.max_failures == 5
     assert "bob" in cfg.policy.schedules
+    assert cfg.sections["api"].socket == "/run/facelock/api.sock" and cfg.sections["api"].allow[0].uid == 0
 
 
 @pytest.mark.parametrize(("data", "key"), [

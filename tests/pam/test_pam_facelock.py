@@ -47,7 +47,9 @@ def module_path() -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    d = Daemon(tmp_path_factory.mktemp("pam-daemon"), build_scenes(), policy_toml=POLICY)
+    # default allowlist (root only); limits raised: this suite makes more verify calls a minute than a person
+    d = Daemon(tmp_path_factory.mktemp("pam-daemon"), build_scenes(), policy_toml=POLICY,
+               api_toml="verify_per_minute = 600\nrequests_per_minute = 6000")
     d.start()
     yield d
     d.cleanup()
