@@ -16,6 +16,7 @@ decision (same attempt id), so the waiting cancels out and the difference is the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import threading
@@ -59,6 +60,7 @@ def command(as_json: bool, rounds: int) -> None:
     from provisioning import demofaces as df
 
     tmp = Path(tempfile.mkdtemp(prefix="facelock-bench-api-"))
+    os.environ["FACELOCK_DEVICE_SECRET"] = str(tmp / "etc" / "device.secret")  # never the machine's own
     data = tmp / "data"
     ks = KeystoreConfig(scrypt_log2_n=12)
     pipe = build_pipeline(num_threads=1)

@@ -202,10 +202,14 @@ socket = "{self.socket}"
         raise AssertionError(f"the lock never calmed down: {c.status()}")
 
     def audit(self) -> list:
-        from firmware.audit import AuditLog
+        from firmware.audit import AuditLog, chain_key
+        from firmware.keystore import KeystoreConfig
 
-        with AuditLog(self.data / "audit.db", readonly=True) as log:
-            assert log.verify().ok
+        key = chain_key(self.data, KeystoreConfig(scrypt_log2_n=10), create=False)
+        assert key is not None  # the daemon keeps a keyed chain; the API's records are part of it
+        with AuditLog(self.data / "audit.db", readonly=True, key=key) as log:
+            res = log.verify()
+            assert res.ok, str(res)
             return list(log.records())
 
 
