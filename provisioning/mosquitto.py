@@ -10,13 +10,16 @@ was lost to the monitor (issue 11, item 4).  The plugin checks SUBSCRIBE itself.
 no `%u` patterns, so every identity is a dynsec client with its own role, built from the device registry:
 
     device <id>          send  facelock/<id>/event/+, state, availability, cmd/result
-                         sub   facelock/<id>/cmd/+, facelock/<id>/receipt      (nothing else: no $share,
-                                                                                no ha/, no homeassistant/)
+                         and facelock/<id>/policy/ack
+                         sub   facelock/<id>/cmd/+, facelock/<id>/receipt, facelock/<id>/policy
+                               (nothing else: no $share, no ha/, no homeassistant/)
     facelock-monitor     sub   facelock/# and $share/+/facelock/# (the only identity that may share);
                          send  receipts, cmd/lock|unlock (scoped HA bridge commands), homeassistant/#
     facelock-admin       send  facelock/+/cmd/+;  sub cmd/result, state, homeassistant/#
     facelock-ha          send  facelock/+/ha/set (the only identity that may);  sub homeassistant/#, state,
                                availability
+    facelock-central     sub   facelock/# and $share/+/facelock/#; send receipts, facelock/+/policy, cmd/#,
+                               homeassistant/#
     facelock-broker-admin  the plugin's own control topic ($CONTROL/dynamic-security/#): adds and deletes
                          device clients on a running broker (`DynsecAdmin`)
 
@@ -47,7 +50,8 @@ MONITOR_USER = topics.MONITOR_USER
 ADMIN_USER = topics.ADMIN_USER
 HA_USER = topics.HA_USER
 BROKER_ADMIN_USER = topics.BROKER_ADMIN_USER
-SERVICE_USERS = (MONITOR_USER, ADMIN_USER, HA_USER, BROKER_ADMIN_USER)
+CENTRAL_USER = topics.CENTRAL_USER
+SERVICE_USERS = (MONITOR_USER, ADMIN_USER, HA_USER, BROKER_ADMIN_USER, CENTRAL_USER)
 DYNSEC_PLUGIN_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
     "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
@@ -91,10 +95,12 @@ def device_acls(device: str) -> list[dict[str, Any]]:
     commands and receipts.  Nothing under ha/ or homeassistant/, no shared subscription, no other device."""
     if not topics.valid_device_id(device) or topics.is_reserved(device):
         raise BrokerError(f"invalid device id {device!r}")
+    root = topics.ROOT
     send = [topics.event(device, "+"), topics.state(device), topics.availability(device),
-            topics.command_result(device)]
+            topics.command_result(device), f"{root}/{device}/policy/ack"]
     return ([_acl("publishClientSend", t) for t in send]
-            + _sub(topics.command_filter(device)) + _sub(topics.receipt(device)))
+            + _sub(topics.command_filter(device)) + _sub(topics.receipt(device))
+            + _sub(f"{root}/{device}/policy"))  # the centre's signed bundle for this door (firmware/fleet)
 
 
 def service_acls(user: str) -> list[dict[str, Any]]:
@@ -110,6 +116,13 @@ def service_acls(user: str) -> list[dict[str, Any]]:
     if user == HA_USER:
         return ([_acl("publishClientSend", f"{root}/+/ha/set")] + _sub("homeassistant/#") + _sub(f"{root}/+/state")
                 + _sub(f"{root}/+/availability"))
+    if user == CENTRAL_USER:
+        # The central management service (central/): reads the fleet, writes receipts, bundles, commands.
+        return (_sub(f"$share/+/{root}/#") + _sub(f"{root}/#")
+                + [_acl("publishClientSend", f"{root}/+/receipt"), _acl("publishClientSend", f"{root}/+/policy"),
+                   _acl("publishClientSend", f"{root}/+/cmd/#"),
+                   # it runs the monitor's ingest, which publishes HA discovery
+                   _acl("publishClientSend", "homeassistant/#")])
     if user == BROKER_ADMIN_USER:
         return [_acl("publishClientSend", "$CONTROL/dynamic-security/#")] + _sub("$CONTROL/dynamic-security/#")
     raise BrokerError(f"unknown service identity {user!r}")

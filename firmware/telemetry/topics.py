@@ -22,7 +22,8 @@ MONITOR_USER = "facelock-monitor"
 ADMIN_USER = "facelock-admin"
 HA_USER = "facelock-ha"
 BROKER_ADMIN_USER = "facelock-broker-admin"
-RESERVED_IDS: frozenset[str] = frozenset({MONITOR_USER, ADMIN_USER, HA_USER, BROKER_ADMIN_USER})
+CENTRAL_USER = "facelock-central"  # the central management service (central/broker.py names it too)
+RESERVED_IDS: frozenset[str] = frozenset({MONITOR_USER, ADMIN_USER, HA_USER, BROKER_ADMIN_USER, CENTRAL_USER})
 
 
 def valid_device_id(device: str) -> bool:

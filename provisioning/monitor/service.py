@@ -71,6 +71,13 @@ class MonitorService:
             self._bridge = HaBridge.from_files(config.ha_key_file, config.ha_grant_file, config.ha_unlock_allowed,
                                                config.ha_rate_per_min)
         self._discovered: set[str] = set()
+        # Seq-gap tracking needs the store's seq table (MonitorStore has it; a store without it, e.g. the
+        # centre's SQL store, says so once at start instead of pretending).
+        self._tracks_seqs = all(hasattr(store, m) for m in ("known_devices", "advance_seqs", "gaps_due",
+                                                            "claim_gap_alert", "gap_tried", "close_gap"))
+        if not self._tracks_seqs:
+            log.warning("%s does not track per-device seq gaps: no events_missing alerts, no resend requests",
+                        type(store).__name__)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
@@ -168,7 +175,8 @@ class MonitorService:
             subs.append((f"$share/{g}/facelock/+/ha/set", 1))
         client.subscribe(subs)
         self._discovered.clear()
-        known = set(self.store.known_devices()) | set(self._bridge.devices() if self._bridge else ())
+        stored = self.store.known_devices() if self._tracks_seqs else []
+        known = set(stored) | set(self._bridge.devices() if self._bridge else ())
         self._publish_discovery(client, sorted(known))
         self._connected.set()
 
@@ -294,7 +302,8 @@ class MonitorService:
             self.store.count_malformed(item[1])
         elif kind == "tick":
             self._emit(self.rules.tick(item[1]))
-            self._check_gaps(item[1])
+            if self._tracks_seqs:
+                self._check_gaps(item[1])
         elif kind == "alert":
             self._emit([item[1]])
 
@@ -304,7 +313,8 @@ class MonitorService:
         for event, _ in batch:
             if event.seq is not None:
                 firsts[event.device] = min(firsts.get(event.device, event.seq), event.seq)
-        self.store.advance_seqs(firsts, self.clock())
+        if self._tracks_seqs:
+            self.store.advance_seqs(firsts, self.clock())
         self.stats["stored"] += len(new)
         self.stats["duplicates"] += len(batch) - len(new)
         alerts: list[Alert] = []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from central.app import Centre
-from central.broker import CENTRAL_USER, enable_crl, extend_acl
+from central.broker import CENTRAL_USER, enable_crl
 from central.distributor import BrokerSettings
 from central.pgserver import LocalPostgres, PostgresError
 from provisioning.mosquitto import LocalBroker
@@ -51,10 +51,32 @@ def start_broker(centre: Centre, directory: Path) -> LocalBroker:
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed (make system-deps installs it)")
     b = LocalBroker(directory, pki=centre.keys.loopback_pki(directory / "pki"))
-    extend_acl(b.acl_file)
+    _register_enrolled_doors(centre, b)
+    # The centre's rights (facelock-central) and the doors' policy topics are in the broker's own
+    # dynamic-security roles (provisioning/mosquitto.py); an ACL file would not be consulted.
     enable_crl(b.conf_file, centre.keys.crl_path)
     b.start()
     return b
+
+
+def _register_enrolled_doors(centre: Centre, broker: LocalBroker) -> None:
+    """The broker grants a door its own topics only once the door is in its registry (dynamic-security,
+    provisioning/mosquitto.py): register each door the moment the centre activates it.  (The centre itself
+    does not drive a broker's registry yet; in a deployment `facelock broker add-device` does.)"""
+    registry = centre.registry
+    for dev in registry.list():
+        if dev["status"] == "active":
+            broker.register(dev["device"])
+    for name in ("submit", "approve"):
+        original = getattr(registry, name)
+
+        def wrapped(*args, _original=original, **kwargs):
+            enrollment = _original(*args, **kwargs)
+            if enrollment.status == "active":
+                broker.register(enrollment.device_id)
+            return enrollment
+
+        setattr(registry, name, wrapped)
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ def test_two_workers_cli_onboarding_push_events_and_a_signed_command(centre: Cen
         out = _cli(data, pg_url, "devices", "submit", str(tmp_path / "door-a.csr"), "--token", token,
                    "--out", str(door.dir), "--json").stdout
         assert json.loads(out)["status"] == "active"
+        broker.register("door-a")  # onboarded by a CLI process: put it in the broker's registry (dynamic-security)
         _cli(data, pg_url, "doors", "add", "door-a", "--name", "Front")
         door.start_agent(broker.host, broker.port)
         import numpy as np
