@@ -281,19 +281,80 @@ def config_from_dict(data: Mapping[str, Any], path: str = "") -> Config:
     return cfg
 
 
+#: A lock's config is a few kB; nothing legitimate nests deeper than a table of arrays of tables.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 8
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and inline tables (``[``/``{``) in TOML text, outside strings and
+    comments: checked before parsing, because tomllib recurses once per level and a file of a few
+    thousand ``[`` would end in RecursionError instead of a typed ConfigError."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    line_start = True
+    while i < n:
+        c = text[i]
+        if c in "\"'":
+            q3 = text.startswith(c * 3, i)
+            end = text.find(c * 3, i + 3) if q3 else -1
+            if q3:
+                i = n if end < 0 else end + 3
+                continue
+            j = i + 1
+            while j < n and text[j] != c and text[j] != "\n":
+                j += 2 if (c == '"' and text[j] == "\\") else 1
+            i = j + 1
+            line_start = False
+            continue
+        if c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if c == "\n":
+            line_start = True
+        elif c in "[{":
+            # a table header "[x]" / "[[x]]" at the start of a line is not value nesting
+            if not (c == "[" and line_start and depth == 0):
+                depth += 1
+                deepest = max(deepest, depth)
+            else:
+                j = text.find("\n", i)
+                i = n if j < 0 else j
+                continue
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        elif not c.isspace():
+            line_start = False
+        i += 1
+    return deepest
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the TOML file; every refusal is a ConfigError naming the file and key."""
     import tomllib
 
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"config file {p}: cannot read ({exc.strerror or exc})") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {p}: larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {p}: not valid TOML ({exc})") from exc
+    depth = nesting_depth(text)
+    if depth > MAX_CONFIG_DEPTH:
+        raise ConfigError(f"config file {p}: nested {depth} levels deep (at most {MAX_CONFIG_DEPTH})")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p}: not valid TOML ({exc})") from exc
+    except RecursionError:  # belt and braces: the scan above should have refused it already
+        raise ConfigError(f"config file {p}: nested too deeply") from None
     try:
         return config_from_dict(data, str(p))
     except ConfigError as exc:
