@@ -6,7 +6,11 @@ this section only chooses among them and sets device policy::
     [vision]
     num_threads = 2
     embedder = ""                 # "" = the manifest's default (mobilefacenet_dynamic)
-    operating_point = "unlock"    # unlock (FAR 1e-3) | strict (FAR 1e-4)
+    operating_point = "unlock"    # unlock (FAR 1e-4 per comparison) | strict (1e-5), held out of sample
+    # or state the door's promise, from which the threshold follows (1:N: each enrolled person is one
+    # more chance for a stranger to match):
+    # stranger_far = 1e-5         # a stranger opens the door at most once in 100,000 attempts ...
+    # gallery_size = 20           # ... with this many people enrolled (the lock uses max(this, enrolled))
     min_face_px = 48
 """
 
@@ -30,6 +34,8 @@ class VisionConfig:
     manifest: str = ""  # "" = FACELOCK_MODELS_DIR or the installed models/manifest.json
     embedder: str = ""  # "" = the manifest's default embedder
     operating_point: str = "unlock"  # unlock | strict
+    stranger_far: float | None = None  # per-attempt promise; the threshold then follows from the FAR curve
+    gallery_size: int = 1  # people the stranger_far promise is made for (the lock uses max(this, enrolled))
     threshold: float | None = None  # override of the calibrated threshold (discouraged)
     margin: float | None = None  # 1:N margin; None = the manifest's calibrated margin (0.05 default)
     flip: bool | None = None  # mirror test-time augmentation; None = as calibrated in the manifest
@@ -63,6 +69,16 @@ class VisionConfig:
             v = getattr(self, key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi):
                 raise ConfigError(f"vision.{key}: must be a number in [{lo}, {hi}], got {v!r}")
+        sf = self.stranger_far
+        if sf is not None:
+            if isinstance(sf, bool) or not isinstance(sf, (int, float)) or not 0 < sf <= 0.1:
+                raise ConfigError(f"vision.stranger_far: must be a number in (0, 0.1], got {sf!r}")
+            if self.threshold is not None:
+                raise ConfigError("vision.stranger_far and vision.threshold are exclusive: the threshold follows "
+                                  "from stranger_far")
+        g = self.gallery_size
+        if isinstance(g, bool) or not isinstance(g, int) or not 1 <= g <= 100_000:
+            raise ConfigError(f"vision.gallery_size: must be an integer 1..100000, got {g!r}")
         if self.flip is not None and not isinstance(self.flip, bool):
             raise ConfigError("vision.flip: must be true or false")
         for key in ("landmarks", "fallback_detector"):

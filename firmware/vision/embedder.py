@@ -1,4 +1,7 @@
-"""Face embedder (MobileFaceNet): aligned 112×112 RGB uint8 -> L2-normalised float32 vector."""
+"""Face embedder: aligned 112×112 RGB uint8 -> L2-normalised float32 vector.
+
+The model's input layout comes from the manifest: NHWC for the shipped MobileFaceNet, NCHW for
+embedders converted from ONNX (e.g. an opt-in research model), so one class runs both."""
 
 from __future__ import annotations
 
@@ -30,7 +33,9 @@ class Embedder:
         self.flip = flip
         self.size = spec.input_size
         shape = model.inputs[0].shape
-        if shape[1:] != (self.size[1], self.size[0], 3):
+        self.nchw = spec.layout == "NCHW"
+        want = (3, self.size[1], self.size[0]) if self.nchw else (self.size[1], self.size[0], 3)
+        if shape[1:] != want:
             raise ModelLoadError(f"{spec.name}: input {shape} does not match manifest size {self.size}")
         self.batch = shape[0]
         self.dim = spec.output_size
@@ -44,6 +49,8 @@ class Embedder:
             raise InvalidImageError(f"embedder needs a {self.size[1]}x{self.size[0]}x3 uint8 crop, got "
                                     f"{a.shape} {a.dtype}")
         x = (a.astype(np.float32) - self.spec.norm_mean) / self.spec.norm_std
+        if self.nchw:
+            x = x.transpose(2, 0, 1)
         x = np.repeat(x[None], self.batch, axis=0)
         return self.model(x)[0][0]
 

@@ -114,12 +114,20 @@ class FacePipeline:
     def embedder_spec(self) -> ModelSpec:
         return self.embedder.spec
 
-    def threshold(self, operating_point: str | None = None) -> float:
-        """Cosine threshold: the config override, else the manifest's calibrated value for the operating
-        point ("unlock" = FAR 1e-3 on the calibration pairs, "strict" = FAR 1e-4)."""
+    def threshold(self, operating_point: str | None = None, enrolled: int = 0) -> float:
+        """Cosine threshold: the config override; else, with ``vision.stranger_far``, the point of the
+        calibrated FAR curve for that per-attempt promise against max(gallery_size, ``enrolled``)
+        people; else the manifest's calibrated value for the operating point ("unlock" = per-comparison
+        FAR 1e-4 held out of sample, "strict" = 1e-5)."""
+        from firmware.vision.matcher import per_comparison_far
+
         cfg = getattr(self, "config", None)
-        if cfg is not None and cfg.threshold is not None and operating_point is None:
-            return float(cfg.threshold)
+        if cfg is not None and operating_point is None:
+            if cfg.threshold is not None:
+                return float(cfg.threshold)
+            if cfg.stranger_far is not None:
+                n = max(cfg.gallery_size, int(enrolled))
+                return self.embedder.spec.threshold_for_far(per_comparison_far(cfg.stranger_far, n))
         op = operating_point or (cfg.operating_point if cfg is not None else "unlock")
         return self.embedder.spec.threshold(op)
 
