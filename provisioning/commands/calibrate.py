@@ -73,7 +73,9 @@ def calibrate_embeddings(fs, vectors, pairs_csv: str | None = None, reps: int = 
         op = calibrate_point(space, promise, SET_RATIO, halves=halves, bootstrap=True)
         rec = op.record(identity_bootstrap(op.held_out, seed=seed))
         rec["in_sample"] = far_at(space, op.threshold)
-        rec["hard_impostors"] = hard_impostors(space, op.threshold, fs.key_names)
+        hard = hard_impostors(space, op.threshold, fs.key_names)
+        hard.pop("accepted_identity_pairs")  # names of people of the research set: figures only ship
+        rec["hard_impostors"] = hard
         lfw = lfw_genuine_frr(pairs_csv, fs, vectors, op.threshold)
         if lfw:
             rec["lfwa_genuine_pairs"] = lfw
@@ -148,7 +150,7 @@ def command(root, listing, pairs_csv, models, margin, reps, manifest, threads, c
                                      progress=lambda msg, n=spec.name: click.echo(f"{n} {msg}", err=True))
         entry["margin"] = margin
         entry["calibration"] = {
-            "listing_sha256": fs.sha256, "images": len(fs), "failures": int((~emb.ok).sum()),
+            "listing_sha256": fs.sha256, "images_sha256": fs.images_sha256, "images": len(fs), "failures": int((~emb.ok).sum()),
             "flip_augmentation": True, "alignment": "mesh-5pt",
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "model_sha256": spec.sha256,
         }

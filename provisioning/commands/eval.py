@@ -194,6 +194,78 @@ def report(pairs: Pairs, results: dict[str, ImageResult], spec, extra: dict | No
     return out
 
 
+def face_set_of(pairs: Pairs, root: str | Path):
+    """The labelled images of a pairs CSV as a FaceSet (global identity keys: one person in two sets is
+    one identity)."""
+    from provisioning.research.face_set import FaceSet, identity_key
+
+    seen: dict[str, tuple[str, str]] = {}
+    for st, a, b, ia, ib in zip(pairs.sets, pairs.path_a, pairs.path_b, pairs.identity_a, pairs.identity_b,
+                                strict=True):
+        seen.setdefault(a, (st, ia))
+        seen.setdefault(b, (st, ib))
+    items = sorted((p, s_, i) for p, (s_, i) in seen.items())
+    keys = [identity_key(s_, i) for _, s_, i in items]
+    names = sorted(set(keys))
+    index = {k: n for n, k in enumerate(names)}
+    return FaceSet(Path(root), [p for p, _, _ in items], np.array([s_ for _, s_, _ in items]),
+                   np.array([i for _, _, i in items]), np.array([index[k] for k in keys]), names, pairs.sha256)
+
+
+def vectors_of(fs, results: dict[str, ImageResult], dim: int) -> np.ndarray:
+    v = np.full((len(fs), dim), np.nan, np.float32)
+    for i, p in enumerate(fs.paths):
+        e = results[p].embedding if p in results else None
+        if e is not None:
+            v[i] = e
+    return v
+
+
+def shipped_far_report(fs, vectors: np.ndarray, spec) -> dict:
+    """FAR/FRR at the manifest's shipped thresholds over *all* cross-identity (and same-identity) pairs
+    of the images, overall and per set, the same-surname impostors as their own row, and the
+    out-of-sample estimate the calibration recorded.  When these images are the calibration images the
+    all-pairs figures are in-sample: the ``out_of_sample`` record is the one that says what a stranger
+    outside them faces."""
+    from provisioning.research.calibration import ScoredSet, far_at, hard_impostors
+
+    space = ScoredSet.from_embeddings(vectors, fs.keys, fs.sets, fs.key_names)
+    ops = spec.thresholds.get("operating_points", {})
+    out: dict = {"images": len(fs), "identities": len(fs.key_names)}
+    for name in ops:
+        thr = spec.threshold(name)
+        d = far_at(space, thr)
+        d["promise"] = {"far": ops[name].get("far"), "set_far": ops[name].get("set_far")}
+        d["hard_impostors"] = hard_impostors(space, thr, fs.key_names)
+        if "out_of_sample" in ops[name]:
+            oos = ops[name]["out_of_sample"]
+            d["calibration_out_of_sample"] = {k: oos.get(k) for k in (
+                "far", "impostor_pairs", "ci95_binomial", "ci95_identity_bootstrap", "frr")}
+        d["same_images_as_calibration"] = spec.thresholds.get("calibration", {}).get("images_sha256") == fs.images_sha256
+        out[name] = d
+    return out
+
+
+def attempts_report(fs, still_vectors: np.ndarray, pipe, threshold: float, margin: float, clips: Path | None,
+                    fps: float, frames: int, cache: Path | None, progress: bool) -> dict:
+    """Attempt-level figures: augmented bursts of every still (all cross-identity attempt/template pairs,
+    stranger's chance for 1/10/50 enrolled people) and the live clips through the gated pipeline."""
+    from provisioning.research import attempts as at
+    from provisioning.research.face_set import embeddings_for
+
+    out: dict = {"threshold": threshold, "margin": margin}
+    burst = embeddings_for(fs, pipe, burst=5, cache=cache, progress=progress)[pipe.embedder.spec.name]
+    out["bursts"] = at.burst_report(fs, still_vectors, burst.vectors, threshold, frames)
+    if clips is not None and clips.is_dir():
+        from firmware.vision import FacePipeline
+        from firmware.vision.config import VisionConfig
+
+        gated = FacePipeline.from_config(VisionConfig(embedder=pipe.embedder.spec.name))
+        cf = at.read_clips(clips, gated, fps, progress)
+        out["live_clips"] = at.clip_attempt_report(cf, threshold, margin, frames=frames)
+    return out
+
+
 def plot_roc(pairs: Pairs, results: dict[str, ImageResult], path: Path, title: str) -> None:
     try:
         import matplotlib
@@ -298,6 +370,18 @@ def run(pairs_csv: str, root: str, manifest: str | None = None, model: str | Non
 @click.option("--compare", default=None, help="also embed each aligned crop with this model and report cosine")
 @click.option("--set", "sets", multiple=True, help="only pairs of this set (repeatable)")
 @click.option("--limit", type=click.IntRange(1), default=None, help="only the first N pairs")
+@click.option("--all-pairs/--no-all-pairs", "all_pairs", default=True, show_default=True,
+              help="far_at_shipped: FAR at the manifest's thresholds over every cross-identity pair")
+@click.option("--attempts", is_flag=True,
+              help="attempt-level figures: bursts of the stills and the live clips (--clips)")
+@click.option("--clips", type=click.Path(file_okay=False), default=None,
+              help="folder of live clips (default ROOT/extras/liveness_video/live when present)")
+@click.option("--fps", default=15.0, show_default=True, type=click.FloatRange(1, 60),
+              help="frame rate the clips are read at (the device camera's)")
+@click.option("--frames", default=3, show_default=True, type=click.IntRange(1, 5),
+              help="usable frames fused per attempt (the lock's frames_per_attempt)")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="embedding cache for --attempts bursts (default build/eval-cache)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--biokey", is_flag=True,
               help="also the fuzzy extractor: enroll from image a, regenerate the key from image b")
@@ -305,10 +389,26 @@ def run(pairs_csv: str, root: str, manifest: str | None = None, model: str | Non
               help="with --biokey: choose t on one identity-disjoint half (LFW folds 0-2 + half the other "
                    "identities), report the rates on the other half")
 def command(pairs_csv, root, json_out, plot, model, manifest, threads, flip, landmarks, gates, compare, sets,
-            limit, quiet, biokey, holdout):
+            limit, all_pairs, attempts, clips, fps, frames, cache_dir, quiet, biokey, holdout):
     """Verification accuracy (10-fold), TAR@FAR, EER, AUC and failures on a pairs CSV."""
+    from firmware.vision.manifest import Manifest
+
     rep, pairs, results = run(pairs_csv, root, manifest, model, threads, flip, landmarks, gates, compare,
                               limit, tuple(sets), progress=not quiet)
+    spec = Manifest.load(manifest).spec(model or "embedder")
+    if all_pairs or attempts:
+        fs = face_set_of(pairs, root)
+        vectors = vectors_of(fs, results, spec.output_size)
+        if all_pairs:
+            rep["far_at_shipped"] = shipped_far_report(fs, vectors, spec)
+        if attempts:
+            from provisioning.research.face_set import default_cache_dir
+
+            pipe = build_pipeline(manifest, model, threads, flip, landmarks, False)
+            clip_dir = Path(clips) if clips else Path(root) / "extras" / "liveness_video" / "live"
+            rep["attempts"] = attempts_report(fs, vectors, pipe, pipe.threshold(), pipe.margin(),
+                                              clip_dir if clip_dir.is_dir() else None, fps, frames,
+                                              Path(cache_dir) if cache_dir else default_cache_dir(), not quiet)
     if biokey:  # issue 5: keys from faces (provisioning/biokey_eval.py)
         from provisioning.biokey_eval import evaluate_biokey, pairs_from_embeddings
 
@@ -335,4 +435,7 @@ def command(pairs_csv, root, json_out, plot, model, manifest, threads, flip, lan
                  f"TAR@FAR1e-3 {rep['tar_at_far_1e-3']:.4f}, failures {rep['failures']}/{rep['images']}")
     summary = (f"accuracy {rep['accuracy']:.4f}  tar@far1e-3 {rep.get('tar_at_far_1e-3', float('nan')):.4f}  "
                f"eer {rep.get('eer', float('nan')):.4f}  failures {rep['failures']}/{rep['images']}")
+    fas = rep.get("far_at_shipped", {}).get("unlock")
+    if fas:
+        summary += f"  far@unlock {fas['far']:.2e} over {fas['impostor_pairs']:,} pairs"
     click.echo(summary, err=True)

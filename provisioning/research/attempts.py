@@ -140,13 +140,18 @@ def clip_attempt_report(clips: list[ClipFrames], threshold: float, margin: float
             sc = fused_scores(np.stack(att), refs, rule)  # (A, G)
             ids = gallery.user_ids
             r_n = w_n = 0
-            for row in sc:
-                order = np.argsort(row)[::-1]
-                best, second = row[order[0]], (row[order[1]] if len(order) > 1 else -1.0)
-                accepted = best >= thr and (len(order) == 1 or best - second >= margin)
+            for a, row in zip(att, sc, strict=True):
+                if rule == "mean":  # the lock's own decision: Gallery.match on the fused embedding
+                    m = gallery.match(fuse_embeddings(list(a)), thr, margin)
+                    accepted, who = m.accepted, m.user_id
+                else:
+                    order = np.argsort(row)[::-1]
+                    best, second = row[order[0]], (row[order[1]] if len(order) > 1 else -1.0)
+                    accepted = best >= thr and (len(order) == 1 or best - second >= margin)
+                    who = ids[order[0]]
                 if not accepted:
                     r_n += 1
-                elif ids[order[0]] != n:
+                elif who != n:
                     w_n += 1
             own = ids.index(n)
             others = np.delete(sc, own, axis=1)
@@ -203,3 +208,41 @@ def stranger_chance(probe_scores: np.ndarray, probe_keys: np.ndarray, ref_keys: 
         out[str(n)] = {"stranger_accept_rate": float(p.mean()), "probes": int(len(p)),
                        "per_comparison_times_n": float(above.sum() / (len(p) * m) * n)}
     return out
+
+
+# ------------------------------------------------------------------------------------ bursts of stills
+def burst_attempts(burst_vectors: np.ndarray, n_images: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(A, frames, D) attempts from the first ``frames`` usable frames of each image's burst, and the
+    image index of each attempt (images with fewer usable frames make no attempt)."""
+    per = burst_vectors.reshape(n_images, -1, burst_vectors.shape[1])
+    out, idx = [], []
+    for i in range(n_images):
+        ok = per[i][np.isfinite(per[i]).all(1)]
+        if len(ok) >= frames:
+            out.append(ok[:frames])
+            idx.append(i)
+    return (np.stack(out) if out else np.zeros((0, frames, burst_vectors.shape[1]), np.float32)), np.array(idx, int)
+
+
+def burst_report(fs, still_vectors: np.ndarray, burst_vectors: np.ndarray, thr: float, frames: int = 3,
+                 rule: str = "mean", sizes: tuple[int, ...] = (1, 10, 50)) -> dict:
+    """Attempt-level FAR/FRR of bursts against one-image templates (all cross-identity pairs), and a
+    stranger's chance against galleries of ``sizes`` people (templates = mean of each person's stills)."""
+    from provisioning.research.calibration import ScoredSet, far_at
+
+    att, img = burst_attempts(burst_vectors, len(fs), frames)
+    ok = np.isfinite(still_vectors).all(1)
+    refs = np.nan_to_num(still_vectors)
+    sc = fused_scores(att, refs, rule).astype(np.float32)
+    sc[:, ~ok] = -2.0
+    space = ScoredSet(sc, fs.keys[img], fs.keys, fs.sets[img], fs.sets, np.ones(len(img), bool), ok, False,
+                      row_image=img, key_names=fs.key_names)
+    rep = far_at(space, thr)
+    rep.update({"rule": rule, "frames_per_attempt": frames, "attempts": int(len(img)),
+                "images_without_attempt": int(len(fs) - len(img))})
+    # 1:N: one template per person (mean of their usable stills)
+    keys = np.unique(fs.keys[ok])
+    tmpl = np.stack([fuse_embeddings(list(still_vectors[ok & (fs.keys == k)])) for k in keys])
+    probe = fused_scores(att, tmpl, rule)
+    rep["stranger_chance"] = stranger_chance(probe, fs.keys[img], keys, thr, sizes)
+    return rep

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FAILURE_SCORE = -2.0
+#: threshold of a fit that saw no impostor pair at all: it can vouch for nothing, so it accepts nobody
+REJECT_ALL = 1.5
 #: fitting FAR = promise x one of these, largest first: the first that holds out of sample is shipped
 FIT_MULTIPLIERS = (1.0, 0.8, 0.63, 0.5, 0.4, 0.32, 0.25, 0.2, 0.16, 0.125, 0.1, 0.063, 0.04)
 
@@ -61,7 +63,7 @@ def threshold_at_far(impostor_desc: np.ndarray, far: float) -> float:
     """
     n = len(impostor_desc)
     if n == 0:
-        raise ValueError("no impostor scores")
+        return REJECT_ALL
     k = int(np.floor(far * n + 1e-9))
     if k >= n:
         return float(impostor_desc[-1])
@@ -374,4 +376,5 @@ def hard_impostors(space: ScoredSet, thr: float, key_names: list[str]) -> dict:
     people = {k for p in id_pairs for k in p}
     return {"kind": "same surname, different person", "impostor_pairs": int(len(s)),
             "identity_pairs": len(id_pairs), "people": len(people), "impostors_above": int((s >= thr).sum()),
-            "far": float((s >= thr).mean()) if len(s) else None, "accepted_identity_pairs": accepted}
+            "far": float((s >= thr).mean()) if len(s) else None,
+            "accepted_identity_pairs": [list(p) for p in accepted]}

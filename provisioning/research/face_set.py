@@ -59,6 +59,11 @@ class FaceSet:
         return len(self.paths)
 
     @property
+    def images_sha256(self) -> str:
+        """Digest of the image list (paths), whichever listing it came from."""
+        return hashlib.sha256("\n".join(self.paths).encode()).hexdigest()
+
+    @property
     def set_names(self) -> list[str]:
         return sorted(set(self.sets.tolist()))
 

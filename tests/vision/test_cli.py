@@ -98,22 +98,44 @@ def _models_copy(tmp_path):
     return d
 
 
-def test_calibrate_writes_thresholds_from_the_roc(dataset, tmp_path):
+def test_calibrate_writes_cross_validated_thresholds_with_their_out_of_sample_record(dataset, tmp_path):
     from firmware.vision import Manifest
 
     d = _models_copy(tmp_path)
-    r = CliRunner().invoke(main, ["calibrate", "--pairs", str(dataset / "pairs.csv"), "--root", str(dataset),
+    r = CliRunner().invoke(main, ["calibrate", "--listing", str(dataset / "pairs.csv"), "--root", str(dataset),
                                   "--model", "mobilefacenet_dynamic", "--manifest", str(d / "manifest.json"),
-                                  "--far", "0.1", "--quiet"])
+                                  "--cache-dir", str(tmp_path / "cache"), "--reps", "2", "--quiet"])
     assert r.exit_code == 0, r.output
     spec = Manifest.load(d).spec("mobilefacenet_dynamic")
-    ops = spec.thresholds["operating_points"]
-    assert ops["unlock"]["far"] == 0.1 and ops["strict"]["far"] == 1e-4
-    # 17 impostors: FAR 0.1 allows 1 above the threshold, 1e-4 allows none
-    assert ops["unlock"]["impostors_above"] <= 1 and ops["strict"]["impostors_above"] == 0
+    th = spec.thresholds
+    ops = th["operating_points"]
+    assert ops["unlock"]["far"] == 1e-4 and ops["strict"]["far"] == 1e-5 and ops["unlock"]["set_far"] == 1e-3
+    # 3 people: far too few pairs to see 1e-4, so the threshold sits above every impostor
+    assert ops["unlock"]["in_sample"]["impostors_above"] == 0
+    oos = ops["unlock"]["out_of_sample"]
+    assert oos["impostor_pairs"] >= 0 and len(oos["ci95_binomial"]) == 2 and "ci95_identity_bootstrap" in oos
     assert spec.threshold("strict") >= spec.threshold("unlock")
-    assert spec.thresholds["calibration"]["model_sha256"] == spec.sha256
-    assert spec.thresholds["calibration"]["pairs"] == 30
+    assert th["calibration"]["model_sha256"] == spec.sha256 and th["calibration"]["images"] == 10
+    assert th["calibration"]["failures"] == 2 and th["protocol"]["identities"] == 3
+    assert [p["far"] for p in th["far_curve"]][:2] == [1e-2, 5e-3]
+    # the embeddings cache is private to the user and holds no image
+    cached = list((tmp_path / "cache").glob("*.npz"))
+    assert cached and all(p.stat().st_mode & 0o077 == 0 for p in cached)
+    with np.load(cached[0]) as z:
+        assert set(z.files) == {"vectors", "reasons", "ms", "meta"}
+
+
+def test_eval_reports_far_at_the_shipped_thresholds_over_all_pairs(dataset, tmp_path):
+    out = tmp_path / "eval.json"
+    r = CliRunner().invoke(main, ["eval", "--pairs", str(dataset / "pairs.csv"), "--root", str(dataset),
+                                  "--json", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    fas = json.loads(out.read_text())["far_at_shipped"]
+    u = fas["unlock"]
+    # all pairs, not the CSV's 17: 4 eileen x 4 cameraman (coffee/corrupt have no face: no pair)
+    assert u["impostor_pairs"] == 16 and u["genuine_pairs"] == 6 + 6 + 1
+    assert u["impostors_above"] == 0 and set(u["per_set"]) == {"demo", "other"}
+    assert "hard_impostors" in u and u["promise"]["far"] is not None
 
 
 def test_tampered_model_stops_the_cli(dataset, tmp_path):

@@ -35,8 +35,12 @@ def test_default_embedder_is_quantized_and_calibrated(manifest):
     assert -1.0 < unlock <= strict < 1.0
     cal = spec.thresholds["calibration"]
     assert cal["model_sha256"] == spec.sha256  # measured with this exact file
-    assert spec.thresholds["operating_points"]["unlock"]["far"] == pytest.approx(1e-3)
-    assert spec.thresholds["operating_points"]["strict"]["far"] == pytest.approx(1e-4)
+    ops = spec.thresholds["operating_points"]
+    assert ops["unlock"]["far"] == pytest.approx(1e-4) and ops["strict"]["far"] == pytest.approx(1e-5)
+    for op in ops.values():  # the promise was checked on people the fit never saw, and it held
+        oos = op["out_of_sample"]
+        assert op["holds"] and oos["far"] <= op["far"] and oos["impostor_pairs"] >= 1_000_000
+        assert all(s["far"] is None or s["far"] <= op["set_far"] for s in oos["per_set"].values())
 
 
 def _copy_models(manifest, tmp_path):
