@@ -9,12 +9,13 @@ directory) are logged and audited and leave the door running without the API, as
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from firmware.api.attempts import VerifyHub
 from firmware.api.config import ApiConfig
-from firmware.api.protocol import VERSION
+from firmware.api.protocol import VERSION, ProtocolError, VerifyResult
 from firmware.api.server import ApiServer
 from firmware.api.service import ApiService, Recorder, TemplateDirectory
 from firmware.errors import FaceLockError
@@ -60,6 +61,29 @@ class ControllerView:
     def user_ref(self, user_id: str | None) -> str | None:
         return self.ctl.user_ref(user_id)
 
+    def verify(self, wanted: frozenset[str] | None, purpose: str, timeout_s: float,
+               progress: Callable[[str], None], gone: Callable[[], bool]) -> VerifyResult:
+        """Wait for the next attempt the door decides (see firmware.api.attempts)."""
+        deadline = time.monotonic() + timeout_s
+        w = self.hub.open(wanted)
+        try:
+            progress("looking")
+            seen = False
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return VerifyResult(False, "timeout")
+                res, now_seen = w.wait(min(left, 0.1), seen)
+                if res is not None:
+                    return res
+                if now_seen and not seen:
+                    seen = True
+                    progress("face_seen")
+                if gone():
+                    raise ProtocolError("malformed", "the caller hung up before the answer")
+        finally:
+            self.hub.close(w)
+
 
 class RunningApi:
     def __init__(self, server: ApiServer, recorder: Recorder, hub: VerifyHub, ctl: Any):
@@ -87,7 +111,7 @@ def start_api(cfg: Any, ctl: Any, events: Any, audit_factory: Callable[[], Any])
     hub = VerifyHub()
     view = ControllerView(ctl, hub)
     recorder = Recorder(audit_factory, events, view.user_ref)
-    service = ApiService(api_cfg, hub, view, TemplateDirectory(cfg.data_dir, dict(cfg.sections)), recorder)
+    service = ApiService(api_cfg, view, TemplateDirectory(cfg.data_dir, dict(cfg.sections)), recorder)
     try:
         server = ApiServer(api_cfg, service)
     except FaceLockError as exc:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from firmware.api.access import Peer, RateLimiter, may_call
-from firmware.api.attempts import VerifyHub
 from firmware.api.config import ApiConfig
 from firmware.api.protocol import VERSION, ProtocolError, Request, VerifyResult
 
@@ -34,6 +33,10 @@ class LockView(Protocol):
     def lockout_remaining(self) -> float: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def verify(self, wanted: frozenset[str] | None, purpose: str, timeout_s: float,
+               progress: Callable[[str], None], gone: Callable[[], bool]) -> VerifyResult:
+        """One attempt decided by the lock for this caller (never the relay); ``timeout`` when none came."""
 
     def user_ref(self, user_id: str | None) -> str | None:
         """The user's audit pseudonym."""
@@ -163,10 +166,9 @@ class Recorder:
 class ApiService:
     """Authorise, rate-limit and run one request; every outcome becomes a Record."""
 
-    def __init__(self, cfg: ApiConfig, hub: VerifyHub, lock: LockView, users: UserDirectory, recorder: Recorder,
+    def __init__(self, cfg: ApiConfig, lock: LockView, users: UserDirectory, recorder: Recorder,
                  clock: Callable[[], float] = time.monotonic):
         self.cfg = cfg
-        self.hub = hub
         self.lock = lock
         self.users = users
         self.recorder = recorder
@@ -230,22 +232,4 @@ class ApiService:
                 raise ProtocolError("unknown_user", "no active enrolled user has that id or name")
         if self.lock.lockout_remaining() > 0:
             return VerifyResult(False, "lockout")
-        deadline = self.clock() + req.timeout_s
-        w = self.hub.open(wanted)
-        try:
-            progress("looking")
-            seen = False
-            while True:
-                left = deadline - self.clock()
-                if left <= 0:
-                    return VerifyResult(False, "timeout")
-                res, now_seen = w.wait(min(left, 0.1), seen)
-                if res is not None:
-                    return res
-                if now_seen and not seen:
-                    seen = True
-                    progress("face_seen")
-                if gone():
-                    raise ProtocolError("malformed", "the caller hung up before the answer")
-        finally:
-            self.hub.close(w)
+        return self.lock.verify(wanted, req.purpose, req.timeout_s, progress, gone)

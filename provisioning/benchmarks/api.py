@@ -106,7 +106,7 @@ def command(as_json: bool, rounds: int) -> None:
     api_cfg = ApiConfig(socket=str(tmp / "api.sock"), verify_per_minute=600, requests_per_minute=6000)
     view = ControllerView(ctl, hub)
     recorder = Recorder(lambda: AuditLog(data / "audit.db"), events, view.user_ref)
-    service = ApiService(api_cfg, hub, view, TemplateDirectory(data, sections), recorder)
+    service = ApiService(api_cfg, view, TemplateDirectory(data, sections), recorder)
     server = ApiServer(api_cfg, service)
     client = ApiClient(api_cfg.socket)
     me = Peer(0, 0, 0)

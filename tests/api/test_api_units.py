@@ -113,7 +113,7 @@ class Sink:
 def test_refused_callers_never_reach_the_lock_and_are_recorded():
     sink = Sink()
     rec = Recorder(None, sink)
-    svc = ApiService(ApiConfig(requests_per_minute=2), attempts.VerifyHub(), ExplodingLock(), None, rec)
+    svc = ApiService(ApiConfig(requests_per_minute=2), ExplodingLock(), None, rec)
     nobody = Peer(9, 65534, 65534)
     req = decode_request(b'{"v":1,"method":"verify","params":{"purpose":"x"}}')
     with pytest.raises(ProtocolError) as e:
