@@ -208,6 +208,9 @@ HOSTILE = {
     "wrong_version": b'{"v":2,"ok":true,"reason":"ok"}\n',
     "deep": b'{"v":1,"x":' + b"[" * 5000 + b"]" * 5000 + b',"ok":true,"reason":"ok"}\n',
     "huge_line": b'{"v":1,"ok":true,"reason":"' + b"A" * 100000 + b'"}\n',
+    "long_fields": b'{"v":1,"progress":"' + b"p" * 900 + b'"}\n{"v":1,"ok":false,"reason":"' + b"B" * 1500
+                   + b'","error":{"code":"' + b"C" * 1500 + b'"}}\n',
+    "long_reason_ok": b'{"v":1,"ok":true,"reason":"ok' + b"\\u0041" * 600 + b'"}\n',
     "bad_escape": b'{"v":1,"ok":true,"reason":"o\\k"}\n',
     "trailing": b'{"v":1,"ok":true,"reason":"ok"} x\n',
     "nul": b'{"v":1,"ok":true,"reason":"ok\x00"}\n',
