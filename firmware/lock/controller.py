@@ -65,6 +65,7 @@ class Attempt:
     first_face_index: int
     observations: list[Observation] = field(default_factory=list)
     last_face_ts: float = 0.0  # capture time of the latest frame with a face
+    attack_reason: str = ""  # set when a liveness check FAILED while the window was still filling
 
 
 @dataclass
@@ -421,7 +422,13 @@ class Controller:
             att = self.attempt
             if att is not None and self.snap.state is State.VERIFYING \
                     and frame.ts - att.last_face_ts > self.cfg.lock.face_lost_s:
-                self.feed(Input(Event.FACE_LOST))
+                if att.attack_reason:
+                    # a photo pulled away before the last frame: still a spoof, and a failure (issue 11.6)
+                    self.counters.spoof += 1
+                    self._failure(Event.SPOOF_SUSPECTED, f"liveness:{att.attack_reason}:face_lost"[:200], None,
+                                  self.clock())
+                else:
+                    self.feed(Input(Event.FACE_LOST))
             return
         self.counters.faces += 1
         now = self.clock()
@@ -456,6 +463,8 @@ class Controller:
             scores.update(lv.scores)
             if not lv.live:
                 if len(att.observations) < self.cfg.lock.max_frames_per_attempt:
+                    if getattr(lv, "attack", False):
+                        att.attack_reason = lv.reason
                     return  # not proven live yet: keep watching (blink, motion) until the window is full
                 self.counters.spoof += 1
                 self._failure(Event.SPOOF_SUSPECTED, f"liveness:{lv.reason}"[:200], None, now)

@@ -45,6 +45,7 @@ class LivenessVerdict:
     live: bool
     reason: str = ""
     scores: dict[str, float] = field(default_factory=dict)
+    attack: bool = False  # some check FAILED (evidence of an attack), not merely "no evidence yet"
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,10 @@ class PolicyLiveness:
         d = self.policy.decide(frames)
         scores = {k: float(v) for k, v in dict(d.scores).items() if isinstance(v, (int, float))}
         reason = "live" if d.live else str(getattr(d, "reason", "") or "spoof_suspected")
-        return LivenessVerdict(bool(d.live), reason, scores)
+        from firmware.vision.liveness import Verdict
+
+        attack = any(c.verdict is Verdict.FAIL for c in d.checks.values())
+        return LivenessVerdict(bool(d.live), reason, scores, attack)
 
 
 class GalleryMatcher:
