@@ -18,6 +18,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -148,6 +149,9 @@ class AlertRow(Base):
     ts: Mapped[float] = mapped_column(Float, nullable=False)
     detail: Mapped[str] = mapped_column(Text, nullable=False)
     event_id: Mapped[str | None] = mapped_column(String(36))
+    # Behaviour alerts carry a key so that several workers analysing the same events raise each once.
+    key: Mapped[str | None] = mapped_column(String(200))
+    __table_args__ = (UniqueConstraint("key", name="uq_alerts_key"),)
 
 
 class Availability(Base):

@@ -1,9 +1,10 @@
 """`facelock-central run`: one stateless worker = the monitor (events, availability, alerts into the
-database, receipts back to the doors) + the bundle distributor + a periodic bundle refresh.
+database, receipts back to the doors) + the bundle distributor + periodic behaviour analysis and bundle
+refresh.
 
 Run as many workers as the load needs, on as many hosts: they share only the database and the broker
 (MQTT v5 shared subscriptions split events and acks between them; bundle versions are minted under row
-locks).  SIGTERM / SIGINT stop a worker cleanly: receipts are only sent for stored events, so nothing is
+locks; the behaviour analysis takes its watermark row under a lock and keys its alerts).  SIGTERM / SIGINT stop a worker cleanly: receipts are only sent for stored events, so nothing is
 lost when a worker dies, at any moment.
 """
 
@@ -38,6 +39,7 @@ class ServiceConfig:
     client_id: str = ""
     retry_s: float = 5.0
     refresh_s: float = 30.0
+    analyze_s: float = 5.0  # behaviour rules (central.behaviour) over newly stored events
     batch_max: int = 500
     denied_threshold: int = 3
     denied_window_s: float = 60.0
@@ -99,12 +101,26 @@ class Worker:
         self.distributor.start()
 
     def run(self) -> None:
+        import time
+
+        from central.behaviour import Analyzer
+
+        analyzer = Analyzer(self.centre.db)
         self.start()
-        while not self._stop.wait(self.cfg.refresh_s):
+        next_refresh = next_analysis = time.monotonic()
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
             try:
-                self.centre.policy.refresh()
+                if now >= next_analysis:
+                    next_analysis = now + self.cfg.analyze_s
+                    analyzer.run(time.time())
+                if now >= next_refresh:
+                    next_refresh = now + self.cfg.refresh_s
+                    self.centre.policy.refresh()
             except DatabaseUnavailable:
-                log.warning("database unavailable; bundle refresh postponed")
+                log.warning("database unavailable; analysis and bundle refresh postponed")
+            except Exception:  # noqa: BLE001 - a worker keeps serving whatever one pass does
+                log.exception("worker pass failed")
         self.shutdown()
 
     def stop(self) -> None:

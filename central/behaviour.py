@@ -1,0 +1,150 @@
+"""Behaviour rules over the stored events (the paper's "user behaviour analysis"), beside the monitor's
+per-event alert rules:
+
+    unusual_access   a person granted at a door they never used, or at an hour (UTC, +-1 h) outside their
+                     own history, once they have `min_history` grants
+    denial_burst     access_denied at >= `burst_doors` different doors within `burst_window_s`
+    seq_gap          a door's event sequence has a hole that stayed open for `gap_grace_s` (lost events:
+                     outbox eviction, a wiped device, a forged or suppressed stream)
+    silent_door      an active door stored nothing for `silent_after_s` (it sends heartbeats)
+
+The decisions are pure functions; `Analyzer.run(now)` feeds them from the database.  It is stateless and
+safe with several workers: the watermark (last analysed event) is a row locked for the run, and each alert
+carries a key (unique in the table), so the same finding is stored once whoever finds it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import Counter as Tally
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, aliased
+
+from central.db import Database
+from central.models import AlertRow, Counter, Door, EventRow
+
+WATERMARK = "behaviour_rowid"
+
+
+@dataclass(frozen=True)
+class BehaviourConfig:
+    min_history: int = 20
+    burst_doors: int = 3
+    burst_window_s: float = 60.0
+    gap_grace_s: float = 60.0
+    silent_after_s: float = 300.0
+    batch: int = 5000
+
+
+def hour_of(ts: float) -> int:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).hour
+
+
+def unusual_access(history: list[tuple[str, float]], door: str, ts: float, min_history: int) -> str | None:
+    """Why this grant is outside the person's own history (None: it is not, or too little history)."""
+    if len(history) < min_history:
+        return None
+    doors = {d for d, _ in history}
+    if door not in doors:
+        return f"first grant at {door} after {len(history)} grants elsewhere"
+    hours = Tally(hour_of(t) for _, t in history)
+    h = hour_of(ts)
+    if not any(hours[(h + k) % 24] for k in (-1, 0, 1)):
+        return f"grant at {h:02d}h UTC, never within an hour of it in {len(history)} grants"
+    return None
+
+
+def denial_burst(denials: list[tuple[float, str]], ts: float, window_s: float, min_doors: int) -> set[str] | None:
+    """The doors that denied within `window_s` up to `ts`, when at least `min_doors` of them."""
+    doors = {d for t, d in denials if ts - window_s <= t <= ts}
+    return doors if len(doors) >= min_doors else None
+
+
+class Analyzer:
+    def __init__(self, db: Database, config: BehaviourConfig | None = None) -> None:
+        self.db = db
+        self.cfg = config or BehaviourConfig()
+        self._insert = postgresql.insert if db.is_postgres else sqlite.insert
+
+    def run(self, now: float) -> int:
+        """Analyse the events stored since the last run; returns the number of new alerts."""
+        with self.db.session() as s:
+            s.execute(self._insert(Counter).values(name=WATERMARK, value=0)
+                      .on_conflict_do_nothing(index_elements=["name"]))
+            mark = s.get(Counter, WATERMARK, with_for_update=True)
+            rows = s.scalars(select(EventRow).where(EventRow.rowid > mark.value).order_by(EventRow.rowid)
+                             .limit(self.cfg.batch)).all()
+            alerts: list[dict] = []
+            if rows:
+                alerts += self._unusual(s, rows, mark.value)
+                alerts += self._bursts(s, rows)
+                mark.value = rows[-1].rowid
+            alerts += self._gaps(s, now)
+            alerts += self._silent(s, now)
+            n = 0
+            for a in alerts:
+                n += len(s.scalars(self._insert(AlertRow).values(**a).on_conflict_do_nothing(index_elements=["key"])
+                                   .returning(AlertRow.id)).all())
+            return n
+
+    @staticmethod
+    def _alert(rule: str, device: str, ts: float, detail: str, key: str, event_id: str | None = None) -> dict:
+        return {"rule": rule, "device": device, "ts": ts, "detail": detail, "event_id": event_id,
+                "key": hashlib.sha256(f"{rule}:{key}".encode()).hexdigest()[:64]}
+
+    def _unusual(self, s: Session, rows: list[EventRow], mark: int) -> list[dict]:
+        out = []
+        grants = [r for r in rows if r.type == "access_granted" and r.user_id]
+        for user in {r.user_id for r in grants}:
+            history = [(d, t) for d, t in s.execute(
+                select(EventRow.device, EventRow.ts).where(EventRow.user_id == user, EventRow.type == "access_granted",
+                                                           EventRow.rowid <= mark)
+                .order_by(EventRow.rowid.desc()).limit(2000))]
+            for r in (g for g in grants if g.user_id == user):
+                why = unusual_access(history, r.device, r.ts, self.cfg.min_history)
+                if why:
+                    out.append(self._alert("unusual_access", r.device, r.ts, f"{user}: {why}", r.event_id, r.event_id))
+                history.append((r.device, r.ts))
+        return out
+
+    def _bursts(self, s: Session, rows: list[EventRow]) -> list[dict]:
+        out = []
+        w = self.cfg.burst_window_s
+        for r in (r for r in rows if r.type == "access_denied"):
+            denials = list(s.execute(select(EventRow.ts, EventRow.device).where(
+                EventRow.type == "access_denied", EventRow.ts.between(r.ts - w, r.ts))))
+            doors = denial_burst(denials, r.ts, w, self.cfg.burst_doors)
+            if doors:
+                bucket = int(r.ts // w)
+                out.append(self._alert("denial_burst", "*", r.ts,
+                                       f"access denied at {len(doors)} doors within {w:g} s: {', '.join(sorted(doors)[:10])}",
+                                       f"{bucket}", r.event_id))
+        return out
+
+    def _gaps(self, s: Session, now: float) -> list[dict]:
+        """Holes in each door's seq among events stored before the grace period (resends fill late holes)."""
+        e, nxt = aliased(EventRow), aliased(EventRow)
+        settled = now - self.cfg.gap_grace_s
+        out = []
+        top = dict(s.execute(select(EventRow.device, func.max(EventRow.seq)).where(EventRow.stored_at < settled)
+                             .group_by(EventRow.device)).all())
+        for device, max_seq in top.items():
+            holes = s.scalars(select(e.seq + 1).where(
+                e.device == device, e.seq < max_seq,
+                ~exists().where(and_(nxt.device == device, nxt.seq == e.seq + 1))).order_by(e.seq).limit(5)).all()
+            for first in holes:
+                out.append(self._alert("seq_gap", device, now, f"events from seq {first} missing", f"{device}:{first}"))
+        return out
+
+    def _silent(self, s: Session, now: float) -> list[dict]:
+        out = []
+        last = dict(s.execute(select(EventRow.device, func.max(EventRow.stored_at)).group_by(EventRow.device)).all())
+        for door in s.scalars(select(Door.id)):
+            t = last.get(door)
+            if t is not None and now - t > self.cfg.silent_after_s:
+                out.append(self._alert("silent_door", door, now, f"nothing stored for {now - t:.0f} s", f"{door}:{t}"))
+        return out
