@@ -47,9 +47,21 @@ def make_engine(url: str) -> Engine:
                          connect_args={"connect_timeout": 5})
 
 
+def _raw_unavailable() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only install
+        return ()
+    return (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+_RAW_UNAVAILABLE = _raw_unavailable()
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """True when `exc` means the server is unreachable rather than that the statement was wrong."""
-    if isinstance(exc, OperationalError | SAInterfaceError):
+    """True when `exc` means the server is unreachable rather than that the statement was wrong (also for
+    psycopg's own errors, raised by the few statements that use the driver's cursor directly)."""
+    if isinstance(exc, OperationalError | SAInterfaceError) or isinstance(exc, _RAW_UNAVAILABLE):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
@@ -74,10 +86,10 @@ class Database:
             s.commit()
         except BaseException as exc:
             s.rollback()
-            if isinstance(exc, DBAPIError) and is_unavailable(exc):
+            if isinstance(exc, (DBAPIError, *_RAW_UNAVAILABLE)) and is_unavailable(exc):
+                orig = getattr(exc, "orig", None) or exc
                 raise DatabaseUnavailable(f"database unavailable ({self.engine.dialect.name}): "
-                                          f"{exc.orig.__class__.__name__ if exc.orig else exc.__class__.__name__}"
-                                          ) from None
+                                          f"{orig.__class__.__name__}") from None
             raise
         finally:
             s.close()

@@ -141,8 +141,11 @@ class Distributor:
             return
         try:
             with self.db.session() as s:
+                states = {st.door_id: st for st in s.scalars(
+                    select(PolicyState).where(PolicyState.door_id.in_({a["door"] for a in batch}))
+                    .order_by(PolicyState.door_id).with_for_update())}
                 for ack in batch:
-                    st = s.get(PolicyState, ack["door"], with_for_update=True)
+                    st = states.get(ack["door"])
                     if st is None:
                         continue
                     if ack["status"] == "refused":
