@@ -10,7 +10,7 @@ APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm 
 PYTEST_ARGS ?=
 SANITIZE_DIR := build/sanitize
 
-.PHONY: install system-deps test demo bench lint sanitize models clean pam install-pam
+.PHONY: install system-deps test demo demo-central bench lint sanitize models clean pam install-pam
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ test: install
 
 demo: install
 	$(PY) -m provisioning.demo
+
+# The centre: SQLite, mosquitto, two doors; enroll -> push -> A grants, B refuses -> revoke -> A refuses.
+demo-central: install
+	$(PY) -m central.demo
 
 # One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon), pki, api (own lock + socket).
 bench: install

@@ -56,7 +56,7 @@ def test_behaviour_alerts_on_postgres_once_each(centre: Centre) -> None:
     import tempfile
     from pathlib import Path
 
-    from tests.central.fleet_sim import SimDoor
+    from central.simdoor import SimDoor
 
     d = SimDoor(Path(tempfile.mkdtemp()) / "a", "door-a")
     d.install(centre.registry.submit(d.csr(), centre.registry.create_token("op")))

@@ -24,7 +24,7 @@ from firmware.telemetry.outbox import Outbox
 from provisioning.monitor.config import MonitorConfig
 from provisioning.monitor.service import MonitorService
 from tests.central.conftest import start_broker
-from tests.central.fleet_sim import SimDoor
+from central.simdoor import SimDoor
 from tests.support.mqtt_broker import wait_until
 
 N_DOORS, PER_DOOR, RATE = 3, 1000, 400.0  # events/s per door while producing (~2.5 s of stream)

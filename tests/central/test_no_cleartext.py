@@ -16,7 +16,7 @@ from central.app import Centre
 from central.db import sqlite_url
 from central.pgserver import LocalPostgres
 from firmware.fleet.bundle import encode_template
-from tests.central.fleet_sim import SimDoor
+from central.simdoor import SimDoor
 
 OP = "op"
 

@@ -19,7 +19,7 @@ from central.models import AuditEntry, Device, EnrollmentToken
 from provisioning import pkifiles
 from provisioning.mosquitto import LocalBroker
 from tests.central.conftest import start_broker
-from tests.central.fleet_sim import SimDoor
+from central.simdoor import SimDoor
 
 
 def _connects(door: SimDoor, broker: LocalBroker, timeout: float = 5.0) -> bool:

@@ -24,7 +24,7 @@ from firmware.fleet.errors import BundleRejected, SealError
 from firmware.fleet.sealing import open_template
 from provisioning.mosquitto import LocalBroker
 from tests.central.conftest import central_settings
-from tests.central.fleet_sim import SimDoor
+from central.simdoor import SimDoor
 from tests.support.mqtt_broker import Sniffer, wait_until
 
 OP = "op-alice"

@@ -19,7 +19,7 @@ from firmware.telemetry.client import TelemetryClient
 from firmware.telemetry.events import make_event
 from firmware.telemetry.outbox import Outbox
 from tests.central.conftest import start_broker
-from tests.central.fleet_sim import SimDoor
+from central.simdoor import SimDoor
 from tests.support.mqtt_broker import wait_until
 
 REPO = Path(__file__).resolve().parents[2]

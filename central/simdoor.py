@@ -1,4 +1,4 @@
-"""Simulated doors for the centre's tests and benchmark: real keys, a real keystore, real MQTT (mTLS).
+"""A simulated lock for the demo, the tests and the benchmark: real keys, a real keystore, real MQTT (mTLS).
 
 A `SimDoor` is what a lock does: its TLS key and X25519 template key (sealed in a FileKeystore), one
 enrollment CSR, the certificate the centre returns, and a `DoorAgent` that receives, verifies, applies
