@@ -43,7 +43,7 @@ demo-central: install
 
 # One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon), pki, api (own lock + socket).
 bench: install
-	@for b in crypto vision mqtt runtime pki api; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
+	@for b in crypto vision mqtt runtime pki api fleet; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
 
 lint: install
 	$(VENV)/bin/ruff check firmware provisioning central tests native models

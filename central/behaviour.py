@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, aliased
 
 from central.db import Database
 from central.models import AlertRow, Counter, Door, EventRow
+from provisioning.monitor.rules import Alert
 
 WATERMARK = "behaviour_rowid"
 
@@ -70,8 +71,8 @@ class Analyzer:
         self.cfg = config or BehaviourConfig()
         self._insert = postgresql.insert if db.is_postgres else sqlite.insert
 
-    def run(self, now: float) -> int:
-        """Analyse the events stored since the last run; returns the number of new alerts."""
+    def run(self, now: float) -> list[Alert]:
+        """Analyse the events stored since the last run; returns the alerts that are new (stored by this call)."""
         with self.db.session() as s:
             s.execute(self._insert(Counter).values(name=WATERMARK, value=0)
                       .on_conflict_do_nothing(index_elements=["name"]))
@@ -85,11 +86,12 @@ class Analyzer:
                 mark.value = rows[-1].rowid
             alerts += self._gaps(s, now)
             alerts += self._silent(s, now)
-            n = 0
+            new: list[Alert] = []
             for a in alerts:
-                n += len(s.scalars(self._insert(AlertRow).values(**a).on_conflict_do_nothing(index_elements=["key"])
-                                   .returning(AlertRow.id)).all())
-            return n
+                if s.scalars(self._insert(AlertRow).values(**a).on_conflict_do_nothing(index_elements=["key"])
+                             .returning(AlertRow.id)).all():
+                    new.append(Alert(a["rule"], a["device"], a["ts"], a["detail"], a["event_id"]))
+            return new
 
     @staticmethod
     def _alert(rule: str, device: str, ts: float, detail: str, key: str, event_id: str | None = None) -> dict:

@@ -164,6 +164,9 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     all_ok = len(steps) == 9 and all(s.ok for s in steps)
     console.print("[bold green]all steps as expected[/]" if all_ok else "[bold red]some steps failed[/]")
     centre.close()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)  # keys and sealed templates of a throwaway centre
     return 0 if all_ok else 1
 
 

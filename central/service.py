@@ -44,6 +44,7 @@ class ServiceConfig:
     denied_threshold: int = 3
     denied_window_s: float = 60.0
     offline_after_s: float = 120.0
+    webhook_url: str = ""  # every alert (monitor rules and behaviour rules) POSTed as JSON
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> ServiceConfig:
@@ -83,6 +84,13 @@ class Worker:
 
         self.cfg = cfg
         self.centre = Centre(cfg.data_dir, cfg.db or None)
+        self.notifiers: list = []
+        if cfg.webhook_url:
+            from provisioning.monitor.notify import WebhookNotifier
+
+            if not cfg.webhook_url.startswith(("http://", "https://")):
+                raise CentralError("central.webhook_url: must be an http(s) URL")
+            self.notifiers.append(WebhookNotifier(cfg.webhook_url))
         suffix = cfg.client_id or f"{os.uname().nodename}-{os.getpid()}"
         self.monitor = MonitorService(
             MonitorConfig(host=cfg.host, port=cfg.port, ca_file=cfg.ca_file, cert_file=cfg.cert_file,
@@ -90,7 +98,7 @@ class Worker:
                           console=False, batch_max=cfg.batch_max, denied_threshold=cfg.denied_threshold,
                           denied_window_s=cfg.denied_window_s, offline_after_s=cfg.offline_after_s,
                           backoff_min_s=0.2, backoff_max_s=5.0),
-            self.centre.monitor)
+            self.centre.monitor, notifiers=self.notifiers)
         self.distributor = Distributor(self.centre.db, BrokerSettings(
             cfg.host, cfg.port, cfg.ca_file, cfg.cert_file, cfg.key_file, client_id=f"facelock-central-{suffix}",
             group=cfg.group), retry_s=cfg.retry_s)
@@ -113,7 +121,9 @@ class Worker:
             try:
                 if now >= next_analysis:
                     next_analysis = now + self.cfg.analyze_s
-                    analyzer.run(time.time())
+                    for alert in analyzer.run(time.time()):
+                        for n in self.notifiers:
+                            n.notify(alert)
                 if now >= next_refresh:
                     next_refresh = now + self.cfg.refresh_s
                     self.centre.policy.refresh()
@@ -129,6 +139,8 @@ class Worker:
     def shutdown(self) -> None:
         self.distributor.stop()
         self.monitor.stop()
+        for n in self.notifiers:
+            n.close()
         self.centre.close()
 
 

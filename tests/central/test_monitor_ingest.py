@@ -18,13 +18,13 @@ from central.broker import CENTRAL_USER
 from central.models import EventRow
 from central.monitor_store import SqlMonitorStore
 from central.pgserver import LocalPostgres
+from central.simdoor import SimDoor
 from firmware.telemetry.client import TelemetryClient
 from firmware.telemetry.events import make_event
 from firmware.telemetry.outbox import Outbox
 from provisioning.monitor.config import MonitorConfig
 from provisioning.monitor.service import MonitorService
 from tests.central.conftest import start_broker
-from central.simdoor import SimDoor
 from tests.support.mqtt_broker import wait_until
 
 N_DOORS, PER_DOOR, RATE = 3, 1000, 400.0  # events/s per door while producing (~2.5 s of stream)

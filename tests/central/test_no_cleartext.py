@@ -15,8 +15,8 @@ from sqlalchemy import text
 from central.app import Centre
 from central.db import sqlite_url
 from central.pgserver import LocalPostgres
-from firmware.fleet.bundle import encode_template
 from central.simdoor import SimDoor
+from firmware.fleet.bundle import encode_template
 
 OP = "op"
 

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from central.app import Centre
 from central.errors import OnboardingError
 from central.models import AuditEntry, Device, EnrollmentToken
+from central.simdoor import SimDoor
 from provisioning import pkifiles
 from provisioning.mosquitto import LocalBroker
 from tests.central.conftest import start_broker
-from central.simdoor import SimDoor
 
 
 def _connects(door: SimDoor, broker: LocalBroker, timeout: float = 5.0) -> bool:

@@ -18,13 +18,13 @@ import pytest
 
 from central.app import Centre
 from central.distributor import Distributor
+from central.simdoor import SimDoor
 from firmware.fleet.bundle import verify_bundle
 from firmware.fleet.door import decide
 from firmware.fleet.errors import BundleRejected, SealError
 from firmware.fleet.sealing import open_template
 from provisioning.mosquitto import LocalBroker
 from tests.central.conftest import central_settings
-from central.simdoor import SimDoor
 from tests.support.mqtt_broker import Sniffer, wait_until
 
 OP = "op-alice"

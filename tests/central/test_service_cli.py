@@ -15,11 +15,11 @@ from pathlib import Path
 
 from central.app import Centre
 from central.broker import CENTRAL_USER
+from central.simdoor import SimDoor
 from firmware.telemetry.client import TelemetryClient
 from firmware.telemetry.events import make_event
 from firmware.telemetry.outbox import Outbox
 from tests.central.conftest import start_broker
-from central.simdoor import SimDoor
 from tests.support.mqtt_broker import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
