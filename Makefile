@@ -41,7 +41,8 @@ demo: install
 demo-central: install
 	$(PY) -m central.demo
 
-# One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon), pki, api (own lock + socket).
+# One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon), pki, api (own lock + socket),
+# fleet (own broker, PostgreSQL, centre).
 bench: install
 	@for b in crypto vision mqtt runtime pki api fleet; do $(VENV)/bin/facelock bench $$b --json || exit 1; done
 
