@@ -46,7 +46,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     from rich.table import Table
 
     from central.app import Centre
-    from central.broker import CENTRAL_USER, enable_crl, extend_acl
+    from central.broker import central_files, fleet_broker, register_door
     from central.db import sqlite_url
     from central.service import ServiceConfig, Worker
     from central.simdoor import SimDoor
@@ -56,7 +56,6 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     from firmware.telemetry.events import make_event
     from firmware.telemetry.outbox import Outbox
     from provisioning import demofaces as df
-    from provisioning.mosquitto import LocalBroker
 
     console = Console()
     steps: list[Step] = []
@@ -64,11 +63,9 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     console.print(f"[bold]FaceLock centre demo[/] in {work} (SQLite, mosquitto mTLS, two doors)")
     centre = Centre(work / "centre", sqlite_url(work / "centre" / "central.db"))
     centre.init()
-    broker = LocalBroker(work / "broker", pki=centre.keys.loopback_pki(work / "bpki"))
-    extend_acl(broker.acl_file)
-    enable_crl(broker.conf_file, centre.keys.crl_path)
+    broker = fleet_broker(work / "broker", centre.keys)
     broker.start()
-    cf = broker.pki.client(CENTRAL_USER)
+    cf = central_files(broker)
     worker = Worker(ServiceConfig(data_dir=str(centre.dir), db=centre.db.url, host=broker.host, port=broker.port,
                                   ca_file=str(broker.pki.ca), cert_file=str(cf.cert), key_file=str(cf.key),
                                   retry_s=1.0, refresh_s=3600.0))
@@ -83,6 +80,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
             d = SimDoor(work / did, did)
             e = centre.registry.submit(d.csr(), centre.registry.create_token(OP, device_id=did))
             d.install(e)
+            register_door(broker, did)
             centre.directory.add_door(did, f"Door {did[-1].upper()}", OP, settings={"match_threshold": threshold})
             d.start_agent(broker.host, broker.port)
             cfg = replace(d.mqtt_config(broker.host, broker.port), discovery=False)

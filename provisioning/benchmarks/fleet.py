@@ -86,7 +86,7 @@ def _bare_consumer(broker, url: str, stop: threading.Event, counter: list[int]) 
     import psycopg
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from central.broker import CENTRAL_USER
+    from central.broker import central_files
     from firmware.telemetry.tls import client_context
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
@@ -96,7 +96,7 @@ def _bare_consumer(broker, url: str, stop: threading.Event, counter: list[int]) 
     conn.commit()
     buf: list[tuple[str, str, str]] = []
     lock = threading.Lock()
-    f = broker.pki.client(CENTRAL_USER)
+    f = central_files(broker)
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare-consumer", protocol=mqtt.MQTTv5)
     c.tls_set_context(client_context(broker.pki.ca, f.cert, f.key))
     ready = threading.Event()
@@ -149,27 +149,22 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
     from sqlalchemy import func, select, text
 
     from central.app import Centre
-    from central.broker import CENTRAL_USER, enable_crl, extend_acl
+    from central.broker import central_files, fleet_broker
     from central.models import AlertRow, EventRow
     from central.pgserver import LocalPostgres
     from firmware.fleet.doorkey import enrollment_csr
     from provisioning import pkifiles
-    from provisioning.mosquitto import LocalBroker
 
     repo = Path(__file__).resolve().parents[2]
     work = Path(tempfile.mkdtemp(prefix="facelock-bench-fleet-"))
     pg = LocalPostgres()
-    pg.start()
-    centre = Centre(work / "centre", pg.url)
-    centre.init()
-    broker = LocalBroker(work / "broker", pki=centre.keys.loopback_pki(work / "bpki"))
-    extend_acl(broker.acl_file)
-    enable_crl(broker.conf_file, centre.keys.crl_path)
+    centre = broker = sims = None
     procs: list[subprocess.Popen] = []
-    sims: _Sims | None = None
     result: dict = {}
     try:
-        broker.start()
+        pg.start()
+        centre = Centre(work / "centre", pg.url)
+        centre.init()
         t_onboard = time.perf_counter()
         specs = []
         (work / "doors").mkdir()
@@ -187,7 +182,9 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
                           "x25519": x.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
                                                     serialization.NoEncryption()).hex()})
         onboard_s = time.perf_counter() - t_onboard
-        cf = broker.pki.client(CENTRAL_USER)
+        broker = fleet_broker(work / "broker", centre.keys, [sp["id"] for sp in specs])
+        broker.start()
+        cf = central_files(broker)
         toml = work / "central.toml"
         toml.write_text("[central]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in {
             "data_dir": str(centre.dir), "db": pg.url, "host": broker.host, "port": broker.port,
@@ -287,7 +284,11 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(30)
+            try:
+                p.wait(90)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
         procs = []
         stop_bare, counter = threading.Event(), [0]
         writer = _bare_consumer(broker, pg.url, stop_bare, counter)
@@ -327,8 +328,10 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        centre.close()
-        broker.stop()
+        if centre is not None:
+            centre.close()
+        if broker is not None:
+            broker.stop()
         pg.destroy()
         import shutil
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from central import broker as central_broker
 from central.app import Centre
-from central.broker import CENTRAL_USER, enable_crl
+from central.broker import central_files
 from central.distributor import BrokerSettings
 from central.pgserver import LocalPostgres, PostgresError
 from provisioning.mosquitto import LocalBroker
@@ -50,33 +51,9 @@ def centre(tmp_path: Path, pg_url: str) -> Iterator[Centre]:
 def start_broker(centre: Centre, directory: Path) -> LocalBroker:
     if shutil.which("mosquitto") is None:
         pytest.fail("mosquitto is not installed (make system-deps installs it)")
-    b = LocalBroker(directory, pki=centre.keys.loopback_pki(directory / "pki"))
-    _register_enrolled_doors(centre, b)
-    # The centre's rights (facelock-central) and the doors' policy topics are in the broker's own
-    # dynamic-security roles (provisioning/mosquitto.py); an ACL file would not be consulted.
-    enable_crl(b.conf_file, centre.keys.crl_path)
+    b = central_broker.fleet_broker(directory, centre.keys)
     b.start()
     return b
-
-
-def _register_enrolled_doors(centre: Centre, broker: LocalBroker) -> None:
-    """The broker grants a door its own topics only once the door is in its registry (dynamic-security,
-    provisioning/mosquitto.py): register each door the moment the centre activates it.  (The centre itself
-    does not drive a broker's registry yet; in a deployment `facelock broker add-device` does.)"""
-    registry = centre.registry
-    for dev in registry.list():
-        if dev["status"] == "active":
-            broker.register(dev["device"])
-    for name in ("submit", "approve"):
-        original = getattr(registry, name)
-
-        def wrapped(*args, _original=original, **kwargs):
-            enrollment = _original(*args, **kwargs)
-            if enrollment.status == "active":
-                broker.register(enrollment.device_id)
-            return enrollment
-
-        setattr(registry, name, wrapped)
 
 
 @pytest.fixture
@@ -89,5 +66,5 @@ def fleet_broker(centre: Centre, tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 def central_settings(broker: LocalBroker) -> BrokerSettings:
-    f = broker.pki.client(CENTRAL_USER)
+    f = central_files(broker)
     return BrokerSettings(broker.host, broker.port, str(broker.pki.ca), str(f.cert), str(f.key))

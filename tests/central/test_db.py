@@ -40,8 +40,8 @@ def test_migrations_build_the_same_schema_on_sqlite(tmp_path: Path) -> None:
 
 def test_a_database_that_is_down_is_a_typed_error_and_comes_back() -> None:
     pg = LocalPostgres()
-    pg.start()
     try:
+        pg.start()
         db = open_database(pg.url)
         pg.stop()
         with pytest.raises(DatabaseUnavailable):

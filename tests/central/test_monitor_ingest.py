@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from central.app import Centre
-from central.broker import CENTRAL_USER
+from central.broker import central_files, register_door
 from central.models import EventRow
 from central.monitor_store import SqlMonitorStore
 from central.pgserver import LocalPostgres
@@ -42,7 +42,7 @@ def _counts(centre: Centre) -> tuple[int, int, int]:
 
 
 def _run_stream(centre: Centre, broker, tmp_path: Path, disrupt) -> None:
-    cf = broker.pki.client(CENTRAL_USER)
+    cf = central_files(broker)
     mon = MonitorService(MonitorConfig(host=broker.host, port=broker.port, ca_file=str(broker.pki.ca),
                                        cert_file=str(cf.cert), key_file=str(cf.key), console=False,
                                        backoff_min_s=0.05, backoff_max_s=0.5), SqlMonitorStore(centre.db))
@@ -52,6 +52,7 @@ def _run_stream(centre: Centre, broker, tmp_path: Path, disrupt) -> None:
     for i in range(N_DOORS):
         d = SimDoor(tmp_path / f"door-{i}", f"door-{i}")
         d.install(centre.registry.submit(d.csr(), centre.registry.create_token("op")))
+        register_door(broker, d.id)
         cfg = dataclasses.replace(d.mqtt_config(broker.host, broker.port), receipt_timeout_s=2.0)
         ob = Outbox(tmp_path / f"door-{i}" / "outbox.db")
         c = TelemetryClient(cfg, ob)
@@ -109,9 +110,13 @@ def test_broker_sigkilled_mid_stream_loses_nothing(centre: Centre, tmp_path: Pat
 def test_database_restarted_mid_stream_loses_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     pg = LocalPostgres()
     pg.start()
-    centre = Centre(tmp_path / "centre", pg.url)
-    centre.init()
-    broker = start_broker(centre, tmp_path / "broker")
+    try:
+        centre = Centre(tmp_path / "centre", pg.url)
+        centre.init()
+        broker = start_broker(centre, tmp_path / "broker")
+    except BaseException:
+        pg.destroy()
+        raise
     restarts = []
 
     def disrupt() -> None:

@@ -81,8 +81,8 @@ def test_the_scanner_finds_a_vector_stored_in_the_clear(tmp_path: Path) -> None:
 
 def test_postgres_dump_and_files_hold_no_template_in_the_clear(tmp_path: Path) -> None:
     pg = LocalPostgres()
-    pg.start()
     try:
+        pg.start()
         centre = Centre(tmp_path / "centre", pg.url)
         centre.init()
         vectors, doors = _populate(centre, tmp_path)

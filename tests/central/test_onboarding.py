@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from central.app import Centre
+from central.broker import register_door
 from central.errors import OnboardingError
 from central.models import AuditEntry, Device, EnrollmentToken
 from central.simdoor import SimDoor
@@ -53,6 +54,7 @@ def test_token_onboarding_signs_at_once_and_the_lock_connects(centre: Centre, fl
     e = centre.registry.submit(door.csr(), token)
     assert e.status == "active" and e.cert_pem and "BEGIN CERTIFICATE" in e.cert_pem
     door.install(e)
+    register_door(fleet_broker, "door-1")
     cert = pkifiles.load_cert(door.dir / "device.pem")
     pkifiles.verify_issued_by(cert, centre.keys.ca().cert)
     assert _connects(door, fleet_broker)
@@ -89,6 +91,7 @@ def test_without_a_token_the_request_waits_for_an_operator(centre: Centre, fleet
     approved = centre.registry.approve("door-2", "bob")
     assert approved.status == "active"
     door.install(approved)
+    register_door(fleet_broker, "door-2")
     assert _connects(door, fleet_broker)
     assert centre.registry.pending() == []
     with pytest.raises(OnboardingError):  # an active id cannot be enrolled again (no key takeover)
@@ -123,6 +126,7 @@ def test_a_revoked_lock_is_refused_by_the_broker(centre: Centre, tmp_path: Path)
     door = SimDoor(tmp_path / "d3", "door-3")
     door.install(centre.registry.submit(door.csr(), centre.registry.create_token("alice")))
     broker = start_broker(centre, tmp_path / "broker")
+    register_door(broker, "door-3")
     try:
         assert _connects(door, broker)
         centre.registry.revoke("door-3", "alice")

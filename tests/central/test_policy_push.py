@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from central.app import Centre
+from central.broker import CENTRAL_USER, register_door
 from central.distributor import Distributor
 from central.simdoor import SimDoor
 from firmware.fleet.bundle import verify_bundle
@@ -52,6 +53,7 @@ def _doors(centre: Centre, broker: LocalBroker, tmp_path: Path, *ids: str, start
     for i in ids:
         door = SimDoor(tmp_path / i, i)
         door.install(centre.registry.submit(door.csr(), centre.registry.create_token(OP)))
+        register_door(broker, i)
         centre.directory.add_door(i, f"Door {i}", OP)
         if start:
             door.start_agent(broker.host, broker.port)
@@ -149,7 +151,7 @@ def test_revoking_a_person_reaches_every_door(centre, fleet_broker, distributor,
 
 def test_tampered_misdirected_or_old_bundles_are_refused_by_the_door(centre, fleet_broker, distributor, tmp_path):
     a, b = _doors(centre, fleet_broker, tmp_path, "door-a", "door-b")
-    attacker = Sniffer(fleet_broker, "facelock-central", [])  # worst case: a party able to publish there
+    attacker = Sniffer(fleet_broker, CENTRAL_USER, [])  # worst case: a party able to publish there
     try:
         centre.directory.add_person("Dan", OP)
         centre.directory.enroll("Dan", [_face(5)], OP)

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from central.app import Centre
-from central.broker import CENTRAL_USER
+from central.broker import central_files, register_door
 from central.simdoor import SimDoor
 from firmware.telemetry.client import TelemetryClient
 from firmware.telemetry.events import make_event
@@ -38,7 +38,7 @@ def test_two_workers_cli_onboarding_push_events_and_a_signed_command(centre: Cen
                                                                      tmp_path: Path) -> None:
     data = centre.dir
     broker = start_broker(centre, tmp_path / "broker")
-    cf = broker.pki.client(CENTRAL_USER)
+    cf = central_files(broker)
     toml = tmp_path / "central.toml"
     toml.write_text("[central]\n" + "\n".join(f'{k} = {json.dumps(v)}' for k, v in {
         "data_dir": str(data), "db": pg_url, "host": broker.host, "port": broker.port,
@@ -56,7 +56,7 @@ def test_two_workers_cli_onboarding_push_events_and_a_signed_command(centre: Cen
         out = _cli(data, pg_url, "devices", "submit", str(tmp_path / "door-a.csr"), "--token", token,
                    "--out", str(door.dir), "--json").stdout
         assert json.loads(out)["status"] == "active"
-        broker.register("door-a")  # onboarded by a CLI process: put it in the broker's registry (dynamic-security)
+        register_door(broker, "door-a")  # the broker's registry learns the door (its own grants)
         _cli(data, pg_url, "doors", "add", "door-a", "--name", "Front")
         door.start_agent(broker.host, broker.port)
         import numpy as np
