@@ -4,11 +4,10 @@ per-event alert rules:
     unusual_access   a person granted at a door they never used, or at an hour (UTC, +-1 h) outside their
                      own history, once they have `min_history` grants
     denial_burst     access_denied at >= `burst_doors` different doors within `burst_window_s`
-    seq_gap          a door's event sequence has a hole that stayed open for `gap_grace_s` (lost events:
-                     outbox eviction, a wiped device, a forged or suppressed stream)
     silent_door      an active door stored nothing for `silent_after_s` (it sends heartbeats)
 
-The decisions are pure functions; `Analyzer.run(now)` feeds them from the database.  It is stateless and
+Seq gaps are the monitor's own rule (`events_missing`, with resend requests; provisioning.monitor.service),
+kept per device in the `seqs` table.  The decisions here are pure functions; `Analyzer.run(now)` feeds them from the database.  It is stateless and
 safe with several workers: the watermark (last analysed event) is a row locked for the run, and each alert
 carries a key (unique in the table), so the same finding is stored once whoever finds it.
 """
@@ -20,9 +19,9 @@ import hashlib
 from collections import Counter as Tally
 from dataclasses import dataclass
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from central.db import Database
 from central.models import AlertRow, Counter, Door, EventRow
@@ -36,7 +35,6 @@ class BehaviourConfig:
     min_history: int = 20
     burst_doors: int = 3
     burst_window_s: float = 60.0
-    gap_grace_s: float = 60.0
     silent_after_s: float = 300.0
     batch: int = 5000
 
@@ -84,7 +82,6 @@ class Analyzer:
                 alerts += self._unusual(s, rows, mark.value)
                 alerts += self._bursts(s, rows)
                 mark.value = rows[-1].rowid
-            alerts += self._gaps(s, now)
             alerts += self._silent(s, now)
             new: list[Alert] = []
             for a in alerts:
@@ -125,21 +122,6 @@ class Analyzer:
                 out.append(self._alert("denial_burst", "*", r.ts,
                                        f"access denied at {len(doors)} doors within {w:g} s: {', '.join(sorted(doors)[:10])}",
                                        f"{bucket}", r.event_id))
-        return out
-
-    def _gaps(self, s: Session, now: float) -> list[dict]:
-        """Holes in each door's seq among events stored before the grace period (resends fill late holes)."""
-        e, nxt = aliased(EventRow), aliased(EventRow)
-        settled = now - self.cfg.gap_grace_s
-        out = []
-        top = dict(s.execute(select(EventRow.device, func.max(EventRow.seq)).where(EventRow.stored_at < settled)
-                             .group_by(EventRow.device)).all())
-        for device, max_seq in top.items():
-            holes = s.scalars(select(e.seq + 1).where(
-                e.device == device, e.seq < max_seq,
-                ~exists().where(and_(nxt.device == device, nxt.seq == e.seq + 1))).order_by(e.seq).limit(5)).all()
-            for first in holes:
-                out.append(self._alert("seq_gap", device, now, f"events from seq {first} missing", f"{device}:{first}"))
         return out
 
     def _silent(self, s: Session, now: float) -> list[dict]:

@@ -161,6 +161,18 @@ class Availability(Base):
     changed_at: Mapped[float] = mapped_column(Float, nullable=False)
 
 
+class SeqMark(Base):
+    """Per device: every seq <= contiguous is stored (or given up as lost); gap_since: when a later seq was
+    first seen with a hole before it (the monitor's seq-gap tracking, provisioning.monitor.service)."""
+
+    __tablename__ = "seqs"
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    contiguous: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    gap_since: Mapped[float | None] = mapped_column(Float)
+    tries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    alerted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
 class Counter(Base):
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -14,11 +14,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from central.db import Database
-from central.models import AlertRow, Availability, Counter, EventRow
+from central.models import AlertRow, Availability, Counter, EventRow, SeqMark
 from firmware.telemetry.events import Event
 
 
@@ -84,6 +84,84 @@ class SqlMonitorStore:
             stmt = self._insert(Availability).values(device=device, status=status, changed_at=now)
             s.execute(stmt.on_conflict_do_update(index_elements=["device"],
                                                  set_={"status": status, "changed_at": now}))
+
+    # -- per-device seq gaps (the monitor's tracking; same semantics as provisioning.monitor.store) -------
+    def known_devices(self) -> list[str]:
+        with self.db.session() as s:
+            return sorted(set(s.scalars(select(Availability.device))) | set(s.scalars(select(SeqMark.device))))
+
+    def advance_seqs(self, firsts: dict[str, int], now: float) -> None:
+        """After a batch: move each device's contiguous mark over what is stored; note when a gap opens.
+        Rows are locked (FOR UPDATE on PostgreSQL) so several workers move one mark in turn."""
+        if not firsts:
+            return
+        with self.db.session() as s:
+            for device in sorted(firsts):
+                s.execute(self._insert(SeqMark).values(device=device, contiguous=firsts[device] - 1, tries=0,
+                                                       alerted=0).on_conflict_do_nothing(index_elements=["device"]))
+                mark = s.get(SeqMark, device, with_for_update=True)
+                self._advance(s, mark, now)
+
+    @staticmethod
+    def _advance(s, mark: SeqMark, now: float) -> None:
+        c = start = mark.contiguous
+        while True:
+            seqs = list(s.scalars(select(EventRow.seq).where(EventRow.device == mark.device, EventRow.seq > c)
+                                  .order_by(EventRow.seq).limit(2000)))
+            moved = False
+            for seq in seqs:
+                if seq != c + 1:
+                    break
+                c, moved = seq, True
+            if not moved or len(seqs) < 2000 or seqs[-1] != c:
+                break
+        later = s.scalar(select(EventRow.seq).where(EventRow.device == mark.device, EventRow.seq > c).limit(1))
+        if later is None:
+            mark.contiguous, mark.gap_since, mark.tries, mark.alerted = c, None, 0, 0
+        elif c != start or mark.gap_since is None:
+            mark.contiguous, mark.gap_since, mark.tries, mark.alerted = c, now, 0, 0  # a new gap: clock starts
+
+    @staticmethod
+    def _ranges(s, device: str, contiguous: int, limit: int = 16) -> list[list[int]]:
+        ranges, prev = [], contiguous
+        for seq in s.scalars(select(EventRow.seq).where(EventRow.device == device, EventRow.seq > contiguous)
+                             .order_by(EventRow.seq).limit(5000)):
+            if seq > prev + 1:
+                ranges.append([prev + 1, seq - 1])
+                if len(ranges) >= limit:
+                    break
+            prev = seq
+        return ranges
+
+    def gaps_due(self, now: float, grace_s: float) -> list[tuple[str, list[list[int]], int]]:
+        with self.db.session() as s:
+            rows = s.scalars(select(SeqMark).where(SeqMark.gap_since.is_not(None),
+                                                   SeqMark.gap_since <= now - grace_s)).all()
+            return [(m.device, self._ranges(s, m.device, m.contiguous), m.tries) for m in rows]
+
+    def claim_gap_alert(self, device: str) -> bool:
+        """True once per gap, whichever worker asks first."""
+        with self.db.session() as s:
+            return s.execute(update(SeqMark).where(SeqMark.device == device, SeqMark.alerted == 0)
+                             .values(alerted=1)).rowcount == 1
+
+    def gap_tried(self, device: str, now: float) -> None:
+        with self.db.session() as s:
+            s.execute(update(SeqMark).where(SeqMark.device == device)
+                      .values(tries=SeqMark.tries + 1, gap_since=now))
+
+    def close_gap(self, device: str) -> None:
+        """Give the current gap up as lost: the mark jumps to the next stored seq and walks on."""
+        with self.db.session() as s:
+            mark = s.get(SeqMark, device, with_for_update=True)
+            if mark is None:
+                return
+            nxt = s.scalar(select(func.min(EventRow.seq)).where(EventRow.device == device,
+                                                                EventRow.seq > mark.contiguous))
+            if nxt is not None:
+                self._bump(s, "events_lost", nxt - 1 - mark.contiguous)
+                mark.contiguous, mark.gap_since, mark.tries, mark.alerted = nxt - 1, None, 0, 0
+                self._advance(s, mark, time.time())
 
     def count_malformed(self, kind: str, n: int = 1) -> None:
         with self.db.session() as s:
