@@ -16,7 +16,7 @@ import datetime as dt
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
             register_door(broker, did)
             centre.directory.add_door(did, f"Door {did[-1].upper()}", OP, settings={"match_threshold": threshold})
             d.start_agent(broker.host, broker.port)
-            cfg = replace(d.mqtt_config(broker.host, broker.port), discovery=False)
+            cfg = d.mqtt_config(broker.host, broker.port)
             clients[did] = TelemetryClient(cfg, Outbox(work / did / "outbox.db"))
             clients[did].start()
             doors[did] = d
