@@ -10,7 +10,7 @@ APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm 
 PYTEST_ARGS ?=
 SANITIZE_DIR := build/sanitize
 
-.PHONY: install system-deps test demo demo-central bench lint sanitize models clean pam install-pam
+.PHONY: install system-deps test demo demo-central bench lint sanitize models clean pam install-pam wheel wheel-smoke wheel-demo install-system
 
 install: $(STAMP)
 
@@ -33,6 +33,35 @@ system-deps:
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The wheel a Pi installs (models, example config and systemd unit inside), built from an sdist like a
+# release; wheel-smoke installs it into a fresh venv (not editable) and runs facelockd --check-config and the
+# sha256-verified models from outside the checkout, so nothing of the source tree is on the path; wheel-demo
+# then runs the demo's scenario from it.
+DIST := build/dist
+SMOKE_VENV := build/wheel-venv
+wheel: install
+	rm -rf $(DIST) && mkdir -p build && $(PY) -m build --outdir $(DIST) > build/wheel.log 2>&1 || { tail -40 build/wheel.log; exit 1; }
+	@ls $(DIST)/*.whl
+
+wheel-smoke: wheel
+	rm -rf $(SMOKE_VENV) && python3 -m venv $(SMOKE_VENV)
+	$(SMOKE_VENV)/bin/pip install -q "$$(ls $(DIST)/*.whl)[demo]"
+	cd /tmp && $(abspath $(SMOKE_VENV))/bin/facelockd --check-config \
+	  -c "$$($(abspath $(SMOKE_VENV))/bin/python -c 'import firmware, pathlib; print(pathlib.Path(firmware.__file__).parent / "facelock.example.toml")')"
+	cd /tmp && $(abspath $(SMOKE_VENV))/bin/python -c 'import firmware; assert "site-packages" in firmware.__file__, firmware.__file__'
+	cd /tmp && $(abspath $(SMOKE_VENV))/bin/python -c 'from firmware.vision.manifest import Manifest; \
+	  m = Manifest.load(); assert "share/facelock/models" in str(m.directory), m.directory; \
+	  print("models verified:", [m.verified_path(n).name for n in m.models])'
+
+# The demo's scenario from the installed wheel (outside the checkout).
+wheel-demo: wheel-smoke
+	cd /tmp && $(abspath $(SMOKE_VENV))/bin/python -m provisioning.demo
+
+# As root: the facelock user (gpio, video), /opt/facelock venv from the wheel, /etc/facelock/facelock.toml,
+# the device secret, /var/lib/facelock (0700), the hardened unit verified and enabled.  ROOT=dir stages it.
+install-system: wheel
+	WHEEL="$$(ls $(abspath $(DIST))/*.whl)" ROOT="$(ROOT)" bash provisioning/system/install-system.sh
 
 demo: install
 	$(PY) -m provisioning.demo

@@ -1,5 +1,7 @@
 """FaceLock: face-recognition smart-lock firmware with a C core (cffi, API mode)."""
 
+from glob import glob
+
 from setuptools import find_packages, setup
 
 RUNTIME = [
@@ -9,7 +11,7 @@ RUNTIME = [
     "click>=8.1",
     "rich>=13",
     "pillow>=10",
-    "paho-mqtt>=2.0",
+    "paho-mqtt>=2.0,<2.3",  # firmware/telemetry/paho_io.py overrides private methods (checked on 2.2)
     "gpiozero>=2.0",
     "ai-edge-litert>=1.0; platform_machine == 'x86_64' or platform_machine == 'aarch64'",
     "opencv-python-headless>=4.8",
@@ -22,7 +24,10 @@ EXTRAS = {
     "tpm": ["tpm2-pytss>=2.1"],
     # Raspberry Pi camera and GPIO.
     "pi": ["picamera2", "lgpio"],
+    # make demo's faces (scikit-image's astronaut, matplotlib's Grace Hopper): the wheel smoke test uses them.
+    "demo": ["scikit-image>=0.21", "matplotlib>=3.7"],
     "dev": [
+        "build>=1.0,<2",
         "pytest>=7",
         "hypothesis>=6",
         "ruff>=0.4",
@@ -40,7 +45,14 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["firmware", "firmware.*", "provisioning", "provisioning.*", "central", "central.*"]),
     include_package_data=True,
-    package_data={"firmware": ["py.typed"], "central": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
+    # The example config and the hardened systemd unit travel inside the package (install-system copies them
+    # out); the device models go to <prefix>/share/facelock/models, where firmware.vision.manifest looks.
+    package_data={"firmware": ["py.typed", "facelock.example.toml", "systemd/*.service"], "central": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
+    data_files=[
+        ("share/facelock/models", sorted(glob("models/*.tflite") + glob("models/*.json") + ["models/README.md"])),
+        ("share/facelock/models/liveness", sorted(glob("models/liveness/*.tflite") + glob("models/liveness/*.json")
+                                                  + ["models/liveness/README.md"])),
+    ],
     setup_requires=["cffi>=1.15"],
     cffi_modules=["native/build_native.py:ffibuilder"],
     install_requires=RUNTIME,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,20 @@ OPERATING_POINTS = {"unlock": 1e-4, "strict": 1e-5}
 
 
 def default_models_dir() -> Path:
-    """FACELOCK_MODELS_DIR, else the checkout's models/ (next to firmware/), else /usr/share/facelock/models."""
+    """Where the device models live; the one resolver every model file goes through.
+
+    In order: ``FACELOCK_MODELS_DIR``; the checkout's ``models/`` next to ``firmware/`` (a source tree or an
+    editable install); ``<sys.prefix>/share/facelock/models``, where the wheel installs them (a venv, or
+    ``make install-system``'s /opt/facelock); ``/usr/share/facelock/models`` for a distribution package.
+    """
     env = os.environ.get("FACELOCK_MODELS_DIR")
     if env:
         return Path(env)
-    here = Path(__file__).resolve().parents[2] / "models"
-    if (here / MANIFEST_NAME).is_file():
-        return here
+    candidates = (Path(__file__).resolve().parents[2] / "models",
+                  Path(sys.prefix) / "share" / "facelock" / "models")
+    for here in candidates:
+        if (here / MANIFEST_NAME).is_file():
+            return here
     return Path("/usr/share/facelock/models")
 
 

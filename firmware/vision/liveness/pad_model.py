@@ -72,13 +72,10 @@ class PadModel:
 
 
 def default_liveness_dir() -> Path:
-    """models/liveness/ beside the firmware package (FACELOCK_MODELS_DIR/liveness when set)."""
-    import os
+    """models/liveness/ under the one models directory (see firmware.vision.manifest.default_models_dir)."""
+    from firmware.vision.manifest import default_models_dir
 
-    env = os.environ.get("FACELOCK_MODELS_DIR")
-    if env:
-        return Path(env) / "liveness"
-    return Path(__file__).resolve().parents[3] / "models" / "liveness"
+    return default_models_dir() / "liveness"
 
 
 def load_verified_json(name: str, directory: Path | None = None) -> dict[str, Any]:
