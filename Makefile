@@ -6,11 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_PKGS := build-essential pkg-config python3-venv python3-dev mosquitto swtpm swtpm-tools libtss2-dev tpm2-tools systemd postgresql \
-	libpam0g-dev pamtester
+	libpam0g-dev pamtester chromium
 PYTEST_ARGS ?=
 SANITIZE_DIR := build/sanitize
 
-.PHONY: install system-deps test demo demo-central bench lint sanitize models clean pam install-pam wheel wheel-smoke wheel-demo install-system
+.PHONY: install system-deps test demo demo-central console-shots bench lint sanitize models clean pam install-pam wheel wheel-smoke wheel-demo install-system
 
 install: $(STAMP)
 
@@ -69,6 +69,13 @@ demo: install
 # The centre: SQLite, mosquitto, two doors; enroll -> push -> A grants, B refuses -> revoke -> A refuses.
 demo-central: install
 	$(PY) -m central.demo
+
+# The console's end-to-end browser test (real PostgreSQL, mosquitto, a simulated door, Debian's chromium),
+# writing a screenshot of each page into build/console-shots/.
+console-shots: install
+	rm -rf build/console-shots && mkdir -p build/console-shots
+	FACELOCK_CONSOLE_SHOTS=$(abspath build/console-shots) $(PY) -m pytest tests/console/test_browser.py -q
+	@ls build/console-shots
 
 # One JSON object per line: crypto, vision, mqtt (own broker), runtime (own daemon), pki, api (own lock + socket),
 # fleet (own broker, PostgreSQL, centre).

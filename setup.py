@@ -19,7 +19,10 @@ RUNTIME = [
 
 EXTRAS = {
     # facelock-central, the fleet management service (PostgreSQL or SQLite through SQLAlchemy + Alembic).
-    "central": ["sqlalchemy>=2.0,<2.1", "alembic>=1.13,<2", "psycopg[binary]>=3.1,<4"],
+    "central": ["sqlalchemy>=2.0,<2.1", "alembic>=1.13,<2", "psycopg[binary]>=3.1,<4",
+                # the web console (central/console): ASGI app, templates, HTTPS server, operator auth
+                "starlette>=0.40,<2", "jinja2>=3.1,<4", "uvicorn>=0.30,<1", "python-multipart>=0.0.9,<1",
+                "argon2-cffi>=23.1,<26", "pyotp>=2.9,<3"],
     # TPM 2.0 keystore backend: compiles against libtss2-dev.
     "tpm": ["tpm2-pytss>=2.1"],
     # Raspberry Pi camera and GPIO.
@@ -34,6 +37,9 @@ EXTRAS = {
         "scikit-image>=0.21",
         "atheris>=2.3",
         "matplotlib>=3.7",
+        # the console's tests: an HTTPS client, and Playwright driving Debian's chromium (no browser download)
+        "httpx>=0.27,<1",
+        "playwright>=1.45,<2",
     ],
 }
 
@@ -47,7 +53,10 @@ setup(
     include_package_data=True,
     # The example config and the hardened systemd unit travel inside the package (install-system copies them
     # out); the device models go to <prefix>/share/facelock/models, where firmware.vision.manifest looks.
-    package_data={"firmware": ["py.typed", "facelock.example.toml", "systemd/*.service"], "central": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
+    package_data={"firmware": ["py.typed", "facelock.example.toml", "systemd/*.service"], "central": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py",
+                                                                        "console/migrations/*.py", "console/migrations/*.mako",
+                                                                        "console/migrations/versions/*.py", "console/templates/*.html",
+                                                                        "console/static/*"]},
     data_files=[
         ("share/facelock/models", sorted(glob("models/*.tflite") + glob("models/*.json") + ["models/README.md"])),
         ("share/facelock/models/liveness", sorted(glob("models/liveness/*.tflite") + glob("models/liveness/*.json")

@@ -415,5 +415,11 @@ def run(config_file: Path) -> None:
     run_service(cfg)
 
 
+# -- the web console and its operators (central/console) ---------------------------------------------
+from central.console.cli import register as _register_console  # noqa: E402 - extends the groups above
+
+_register_console(main, pass_ctx)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
