@@ -13,7 +13,8 @@ from central.errors import CentralError
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 MANIFEST = STATIC_DIR / "VENDORED.json"
-STATIC_FILES = {"htmx.min.js": "text/javascript", "console.js": "text/javascript", "console.css": "text/css"}
+STATIC_FILES = {"htmx.min.js": "text/javascript", "console.js": "text/javascript", "console.css": "text/css",
+                "favicon.svg": "image/svg+xml"}
 
 
 class AssetError(CentralError):

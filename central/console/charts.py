@@ -15,7 +15,7 @@ W, H, PAD_L, PAD_B, PAD_T = 720, 240, 40, 28, 12
 
 def _axis(max_v: int, plot_h: float) -> list[str]:
     out = []
-    for frac in (0.0, 0.5, 1.0):
+    for frac in ((0.0, 0.5, 1.0) if max_v % 2 == 0 else (0.0, 1.0)):
         y = PAD_T + plot_h * (1 - frac)
         out.append(f'<line class="grid" x1="{PAD_L}" y1="{y:.1f}" x2="{W - 8}" y2="{y:.1f}"/>')
         out.append(f'<text class="tick" x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{round(max_v * frac)}</text>')
@@ -30,7 +30,7 @@ def stacked_bars(title: str, labels: list[str], series: dict[str, list[int]], ch
     max_v = max([*totals, 1])
     plot_h, plot_w = H - PAD_T - PAD_B, W - PAD_L - 8
     bw = plot_w / max(n, 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{escape(chart_id)}" class="chart" viewBox="0 0 {W} {H + 20 * ((len(names) + 3) // 4)}" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" id="{escape(chart_id)}" class="chart" viewBox="0 0 {W} {H + 8 + 20 * ((len(names) + 3) // 4)}" '
              f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>', *_axis(max_v, plot_h)]
     for i in range(n):
         y = PAD_T + plot_h
@@ -57,13 +57,14 @@ def stacked_bars(title: str, labels: list[str], series: dict[str, list[int]], ch
 
 
 def hourly_chart(data: dict) -> str:
-    labels = [time.strftime("%H:00", time.localtime(data["hour0"] + 3600 * i)) for i in range(24)]
+    """Hours and days are UTC, like every time the console shows."""
+    labels = [time.strftime("%H:00", time.gmtime(data["hour0"] + 3600 * i)) for i in range(24)]
     return stacked_bars("Events per hour by type, last 24 hours", labels, data["hourly"], "chart-hourly")
 
 
 def door_charts(data: dict) -> list[tuple[str, str]]:
     """(door, svg) per door with any denial or spoof attempt in the last 7 days."""
-    labels = [time.strftime("%a %d", time.localtime(data["day0"] + 86400 * i)) for i in range(7)]
+    labels = [time.strftime("%a %d", time.gmtime(data["day0"] + 86400 * i)) for i in range(7)]
     out = []
     for door in sorted(data["per_door"]):
         s = data["per_door"][door]

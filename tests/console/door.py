@@ -86,6 +86,9 @@ class ConsoleDoor:
         self._audit("access_granted" if d.granted else "access_denied", user=d.person, reason=d.reason)
         self._emit("access_granted" if d.granted else "access_denied", user_id=d.person,
                    reason="granted" if d.granted else d.reason, scores={"match": round(d.score, 4)})
+        if d.granted:  # the state machine's moves, as the controller reports them (relock is immediate here)
+            self._emit("state_changed", reason="granted", state="UNLOCKED", prev="IDLE")
+            self._emit("state_changed", reason="relock", state="IDLE", prev="UNLOCKED")
         return d
 
     def _on_command(self, command: Command) -> str:

@@ -5,6 +5,7 @@ htmx pin, and `facelock-central operators add`."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -240,6 +241,20 @@ def test_csp_header_and_no_inline_script_in_any_page(site):
                 assert {"header", "main", "footer"} <= scan.tags, (name, scan.tags)
             assert "Traceback" not in r.text
     assert pages["/fleet (anonymous)"].status_code == 303
+
+
+def test_device_and_operator_strings_are_escaped(site):
+    """A door (or anyone who names one) controls some strings the console shows: they must stay text."""
+    from firmware.telemetry.events import encode, make_event
+
+    c, console = site
+    evil = '<img src=x onerror=alert(1)>'
+    e = dataclasses.replace(make_event("door-a", "access_denied", reason=evil[:60], note=evil), seq=1)
+    c.monitor.insert_events([(e, encode(e))])
+    client = console.login("adam", PASSWORDS["adam"])
+    for path in ("/events", "/doors/door-a", "/events?type=access_denied"):
+        html = client.get(path).text
+        assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html, path
 
 
 def test_bad_input_gets_a_clear_message_and_unknown_things_a_404(site):
