@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from firmware.errors import FaceLockError
@@ -143,64 +142,63 @@ def limit_malloc_arenas(n: int = 2, mmap_threshold: int = 128 * 1024) -> None:
         pass
 
 
-def start_telemetry(cfg: Any, events: Any, ctl: Any, data_dir: Path) -> Any:
+def start_telemetry(site: Any, events: Any, rt: Any, port: Any) -> Any:
     """The MQTT client over the event outbox, when ``[mqtt]`` is configured; None otherwise.
 
-    Signed commands reach the lock through :class:`firmware.lock.remote.RemoteCommands` (run on the lock loop's
-    thread).  A client that cannot be built (a certificate file missing, say) is logged and skipped: the
-    door keeps working and events keep going into the outbox, to be sent once MQTT is fixed.
+    Signed commands reach the lock through :class:`firmware.lock.remote.RemoteCommands` and the lock's
+    port (run on the lock loop's thread).  A client that cannot be built (a certificate file missing, say)
+    is logged and skipped: the door keeps working and events keep going into the outbox, to be sent once
+    MQTT is fixed.
     """
-    mqtt_cfg = cfg.sections.get("mqtt")
+    mqtt_cfg = site.config.sections.get("mqtt")
     if mqtt_cfg is None:
         return None
-    outbox = getattr(events, "outbox", None)
-    if outbox is None:
-        log.error("[mqtt] is configured but the event outbox is not available: telemetry off")
-        return None
     from firmware.lock.remote import RemoteCommands
-    from firmware.lock.stages import revoke_user
     from firmware.telemetry.client import TelemetryClient
 
-    sections = dict(cfg.sections)
-    remote = RemoteCommands(ctl, revoke=lambda uid: revoke_user(data_dir, sections, uid))
+    def revoke(user_id: str) -> None:
+        with site.templates() as store:
+            store.revoke(user_id)
+
+    users = site.users()
+    remote = RemoteCommands(port, revoke=revoke, user_exists=lambda uid: users.exists(uid))
     try:
-        client = TelemetryClient(mqtt_cfg, outbox, on_command=remote.handle)
+        client = TelemetryClient(mqtt_cfg, events.outbox, on_command=remote.handle)
         client.start()
     except FaceLockError as exc:
         log.error("telemetry cannot start (%s): events stay in the outbox", exc)
-        ctl.audit.append("telemetry_error", reason=str(exc)[:200])
+        rt.audit.append("telemetry_error", reason=str(exc)[:200])
         return None
     log.info("telemetry: MQTT to %s:%s as %s", mqtt_cfg.host, mqtt_cfg.port, mqtt_cfg.device_id)
     return client
 
 
-def publish_state(client: Any, ctl: Any) -> None:
+def publish_state(client: Any, port: Any) -> None:
     """The retained ``facelock/<device>/state`` after a state change (lock read back from the relay)."""
     if client is None:
         return
     from firmware.lock.policy import Lockdown
 
-    door = "unknown" if ctl.cfg.gpio.door_pin == -1 else ("open" if ctl.snap.door_open else "closed")
+    st = port.status_now()
+    door = "unknown" if not st.door_sensor else ("open" if st.door_open else "closed")
     try:
-        client.publish_state(lock="UNLOCKED" if ctl.io.relay_energized else "LOCKED", door=door,
-                             tamper=bool(ctl.snap.tamper_active), lockdown=ctl.lockdown is not Lockdown.OFF,
-                             last_event=ctl.snap.state.value.lower())
+        client.publish_state(lock="UNLOCKED" if st.relay_energized else "LOCKED", door=door,
+                             tamper=bool(st.tamper_active), lockdown=st.lockdown is not Lockdown.OFF,
+                             last_event=st.state.value.lower())
     except FaceLockError as exc:
         log.warning("state not published: %s", exc)
 
 
 def run(cfg: Any, run_for: float | None = None) -> int:
-    from firmware.api.lockport import start_api
-    from firmware.audit import AuditLog, chain_key
     from firmware.hw.camera import open_camera
     from firmware.hw.gpio import LockIO
-    from firmware.lock.controller import Controller
-    from firmware.lock.lockstate import LockStateFile
-    from firmware.lock.stages import build_stages, open_event_sink
+    from firmware.lock.port import LockPort
+    from firmware.lock.runtime import LockRuntime
+    from firmware.site import open_site
 
     limit_malloc_arenas()
-    data_dir: Path = cfg.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    site = open_site(cfg)
+    site.data_dir.mkdir(parents=True, exist_ok=True)
     stop = {"flag": False, "signal": None}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -210,64 +208,61 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     notify = SdNotify()
-    # Keyed chain: HMAC under the keystore's audit-chain key (firmware.audit).
-    audit_key = chain_key(data_dir, cfg.sections.get("keystore"))
-    audit = AuditLog(data_dir / "audit.db", key=audit_key)
-    events = open_event_sink(data_dir, cfg.device.id, cfg.daemon.events)
+    audit = site.audit()
+    events = site.event_sink()
     io = LockIO(cfg.gpio)
     sim = None
     if io.is_mock:
         from firmware.hw.siminputs import SimInputServer
 
-        sim = SimInputServer(io, data_dir / "sim.sock")
-    ctl = None
+        sim = SimInputServer(io, site.sim_socket)
+    rt = None
+    port = None
     telemetry = None
-    api = None
+    users = site.users()
     try:
-        ctl = Controller(cfg, io, lambda: open_camera(cfg.camera),
-                         lambda: build_stages(data_dir, dict(cfg.sections), num_threads=1,
-                                              liveness=cfg.lock.liveness),
-                         audit, events, status_path=cfg.status_file,
-                         lockstate=LockStateFile(data_dir / "lockstate.json"))
+        rt = LockRuntime(cfg, io, lambda: open_camera(cfg.camera), lambda: site.decider(num_threads=1),
+                         audit, events, status_path=site.status_path, lockstate=site.lockstate(), users=users)
+        port = LockPort(rt)
         log.info("facelockd %s started: device %s, camera %s, data %s", os.getpid(), cfg.device.id,
-                 cfg.camera.backend, data_dir)
-        telemetry = start_telemetry(cfg, events, ctl, data_dir)
+                 cfg.camera.backend, site.data_dir)
         heartbeat = None
-        if cfg.sections.get("mqtt") is not None:
-            from firmware.telemetry.heartbeat import Heartbeat
+        if events is not None:
+            telemetry = start_telemetry(site, events, rt, port)
+            if cfg.sections.get("mqtt") is not None:
+                from firmware.telemetry.heartbeat import Heartbeat
 
-            heartbeat = Heartbeat(audit, ctl.emit, cfg.sections["mqtt"].heartbeat_s, data_dir / "heartbeat.json")
-        api = start_api(cfg, ctl, events, lambda: AuditLog(data_dir / "audit.db", key=audit_key))
-        ctl.bring_up()
-        notify.send(f"READY=1\nSTATUS=state {ctl.snap.state.value}")
+                heartbeat = Heartbeat(audit, rt.emit, cfg.sections["mqtt"].heartbeat_s, site.data_dir / "heartbeat.json")
+        rt.bring_up()
+        notify.send(f"READY=1\nSTATUS=state {rt.snap.state.value}")
         t_end = None if run_for is None else time.monotonic() + run_for
         last_state = None
         while not stop["flag"] and (t_end is None or time.monotonic() < t_end):
-            ctl.tick()
+            rt.tick()
             if heartbeat is not None:
                 heartbeat.tick()
             now = time.monotonic()
             notify.watchdog(now)
-            if ctl.snap.state is not last_state:
-                last_state = ctl.snap.state
-                notify.send(f"STATUS=state {last_state.value}" + (f" ({ctl.fault_reason})" if ctl.fault_reason
+            if rt.snap.state is not last_state:
+                last_state = rt.snap.state
+                notify.send(f"STATUS=state {last_state.value}" + (f" ({rt.fault_reason})" if rt.fault_reason
                                                                   else ""))
-                publish_state(telemetry, ctl)
+                publish_state(telemetry, port)
         notify.send("STOPPING=1")
         log.info("stopping (%s): relay de-energized", stop["signal"] or "run-for elapsed")
         return 0
     finally:
         try:
-            if ctl is not None:
-                ctl.shutdown(str(stop["signal"] or "exit"))
+            if rt is not None:
+                rt.shutdown(str(stop["signal"] or "exit"))
         finally:
-            if api is not None:
-                api.close()
             if telemetry is not None:
-                publish_state(telemetry, ctl)
+                publish_state(telemetry, port)
                 telemetry.stop()
             if sim is not None:
                 sim.close()
+            users.close()
             io.close()
             audit.close()
-            events.close()
+            if events is not None:
+                events.close()

@@ -1,11 +1,17 @@
-"""Signed remote commands (firmware.telemetry) mapped onto the lock.
+"""Signed remote commands: the one command table, and each command carried out on the lock.
+
+The table (:data:`COMMANDS`) is the only place a command is defined: its wire name, its argument schema,
+the handler below that carries it out, and the state-machine command it feeds (if any).  The telemetry
+verifier (firmware.telemetry.commands) reads the names and argument schemas from it; the dispatcher
+(:class:`RemoteCommands`) reads the handlers.  Adding a command is adding a row.
 
 The telemetry client has already checked each command (Ed25519 signature by the management key, fresh
-timestamp, unseen nonce, its own topic); here the *lock's* rules apply: policy (lockdown, who may
-unlock remotely), the state machine's rows (a remote unlock from FAULT or TAMPER does nothing) and the
-template store (revoke).  Each command runs on the lock loop's thread (:meth:`Controller.call`), so it
-sees and changes the state machine, the audit log and the gallery without races, and its answer (the
-``detail`` of ``cmd/result``) says what actually happened, read back from the relay.
+timestamp, unseen nonce, its own topic, arguments per this table); here the *lock's* rules apply: policy
+(lockdown, who may unlock remotely: :meth:`firmware.lock.runtime.LockRuntime.unlock_allowed`, checked
+once), the state machine's rows (a remote unlock from FAULT or TAMPER does nothing) and the template
+store (revoke).  Each command goes through :class:`firmware.lock.port.LockPort`, so it runs on the lock
+loop's thread, and its answer (the ``detail`` of ``cmd/result``) says what actually happened, read back
+from the relay.
 
 A refused command raises :class:`CommandRefusedError`: the telemetry client answers ``ok: false`` with
 the reason.  ``snapshot`` never sends a picture: faces do not leave the lock (the event schema cannot
@@ -15,115 +21,165 @@ carry one either); it answers with the lock's state only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from firmware.errors import FaceLockError
 from firmware.lock import policy as pol
+from firmware.lock.port import CommandRefusedError, LockPort
 from firmware.lock.statemachine import Command as SmCommand
-from firmware.lock.statemachine import Event, Input, State
+from firmware.lock.statemachine import State
 
 log = logging.getLogger("facelock.remote")
 
 #: the requester recorded for every signed command (the management key is the lock's administrator)
 BY = pol.MANAGEMENT
 
+__all__ = ["BY", "COMMANDS", "CommandRefusedError", "CommandSpec", "RemoteCommands", "check_args"]
 
-class CommandRefusedError(FaceLockError):
-    """The lock refused a correctly signed command (policy, state, unknown user); the text is the reason."""
+
+def _num(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _user_id(x: object) -> bool:
+    return isinstance(x, str) and 0 < len(x) <= 128
+
+
+def _flag(x: object) -> bool:
+    return isinstance(x, bool)
+
+
+@dataclass(frozen=True)
+class Arg:
+    check: Callable[[Any], bool]
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One row of the command table."""
+
+    name: str  # wire name (topic level and the signed "name")
+    args: Mapping[str, Arg] = field(default_factory=dict)
+    handler: str = ""  # RemoteCommands method that carries it out
+    sm_command: SmCommand | None = None  # the state-machine command it feeds, when it feeds one
+
+
+class ArgsError(ValueError):
+    """Arguments that do not match a command's schema (the verifier rejects them as ``bad_args``)."""
+
+
+COMMANDS: dict[str, CommandSpec] = {s.name: s for s in (
+    CommandSpec("lock", {}, "_lock", SmCommand.LOCK),
+    CommandSpec("unlock", {"duration_s": Arg(lambda x: _num(x) and 0.5 <= x <= 30)}, "_unlock", SmCommand.UNLOCK),
+    CommandSpec("lockdown", {"on": Arg(_flag, True)}, "_lockdown", SmCommand.LOCK),
+    CommandSpec("enroll-mode", {"on": Arg(_flag, True), "user_id": Arg(_user_id)}, "_enroll_mode",
+                SmCommand.ENROLL),
+    CommandSpec("revoke-user", {"user_id": Arg(_user_id, True)}, "_revoke_user"),
+    CommandSpec("reset-tamper", {}, "_reset_tamper", SmCommand.RESET),
+    CommandSpec("snapshot", {}, "_snapshot"),
+)}
+
+
+def check_args(name: str, args: Mapping[str, Any]) -> None:
+    """ArgsError unless ``args`` match the schema of command ``name`` (KeyError for an unknown name)."""
+    spec = COMMANDS[name].args
+    unknown = set(args) - set(spec)
+    if unknown:
+        raise ArgsError(f"unknown argument {sorted(unknown)[0]!r}")
+    for arg, a in spec.items():
+        if arg not in args:
+            if a.required:
+                raise ArgsError(f"missing argument {arg!r}")
+            continue
+        if not a.check(args[arg]):
+            raise ArgsError(f"bad value for {arg!r}")
 
 
 class RemoteCommands:
     """``handle(command) -> detail`` for the telemetry client's ``on_command`` (any thread).
 
     ``revoke``: marks a user revoked in the template store (raises the store's UserNotFoundError for an
-    unknown id); ``call_timeout``: how long a command may wait for the lock loop.
+    unknown id); ``user_exists``: whether a user id is enrolled (enroll-mode with a user_id).
     """
 
-    def __init__(self, ctl: Any, revoke: Callable[[str], None] | None = None, call_timeout: float = 5.0):
-        self.ctl = ctl
+    def __init__(self, port: LockPort, revoke: Callable[[str], None] | None = None,
+                 user_exists: Callable[[str], bool] | None = None):
+        self.port = port
         self.revoke = revoke
-        self.call_timeout = call_timeout
+        self.user_exists = user_exists
 
     def handle(self, command: Any) -> str:
-        name = str(command.name)
+        spec = COMMANDS.get(str(command.name))
+        if spec is None:
+            raise CommandRefusedError(f"unknown command {command.name!r}")
         args = dict(command.args or {})
-        fn = {
-            "lock": self._lock,
-            "unlock": self._unlock,
-            "lockdown": self._lockdown,
-            "enroll-mode": self._enroll_mode,
-            "revoke-user": self._revoke_user,
-            "snapshot": self._snapshot,
-        }.get(name)
-        if fn is None:
-            raise CommandRefusedError(f"unknown command {name!r}")
-        return str(self.ctl.call(lambda: fn(args), self.call_timeout))
+        try:
+            check_args(spec.name, args)
+        except ArgsError as exc:
+            raise CommandRefusedError(f"refused: {exc}") from None
+        return str(getattr(self, spec.handler)(spec, args))
 
-    # -- each runs on the lock loop's thread -------------------------------------------------------
-    def _state(self) -> str:
-        ctl = self.ctl
-        return (f"state={ctl.snap.state.value} relay={'energized' if ctl.io.relay_energized else 'off'} "
-                f"door={'open' if ctl.snap.door_open else 'closed'} lockdown={ctl.lockdown.value}")
+    # -- handlers --------------------------------------------------------------------------------
+    def _lock(self, spec: CommandSpec, _args: dict[str, Any]) -> str:
+        if self.port.status().state is not State.UNLOCKED:
+            return f"already locked ({self.port.status().describe()})"
+        _, st = self.port.command(spec.sm_command, BY)
+        return f"locked ({st.describe()})"
 
-    def _feed(self, command: SmCommand, duration_s: float = 0.0) -> Any:
-        return self.ctl.feed(Input(Event.COMMAND, command=command, user=BY, duration_s=duration_s))
-
-    def _lock(self, _args: dict[str, Any]) -> str:
-        if self.ctl.snap.state is not State.UNLOCKED:
-            return f"already locked ({self._state()})"
-        self._feed(SmCommand.LOCK)
-        return f"locked ({self._state()})"
-
-    def _unlock(self, args: dict[str, Any]) -> str:
-        ctl = self.ctl
-        if not pol.may_remote_unlock(ctl.cfg.policy, ctl.lockdown, BY):
-            ctl.audit.append("command_refused", command="unlock", by=BY, reason="lockdown")
-            raise CommandRefusedError(f"refused: lockdown {ctl.lockdown.value} allows no remote unlock")
+    def _unlock(self, spec: CommandSpec, args: dict[str, Any]) -> str:
         duration = float(args.get("duration_s") or 0.0)
-        st = self._feed(SmCommand.UNLOCK, duration)
-        if st.row != "remote_unlock" or not ctl.io.relay_energized:
-            raise CommandRefusedError(f"refused: cannot unlock in state {ctl.snap.state.value}")
-        return f"unlocked for {duration or ctl.timing.unlock_s:g} s ({self._state()})"
+        step, st = self.port.command(spec.sm_command, BY, duration)
+        if step is None:
+            raise CommandRefusedError(f"refused: lockdown {st.lockdown.value} allows no remote unlock")
+        if step.row != "remote_unlock" or not st.relay_energized:
+            raise CommandRefusedError(f"refused: cannot unlock in state {st.state.value}")
+        return f"unlocked for {duration or st.unlock_s:g} s ({st.describe()})"
 
-    def _lockdown(self, args: dict[str, Any]) -> str:
-        ctl = self.ctl
-        mode = pol.Lockdown.NOBODY if args.get("on") else ctl.cfg.policy.lockdown
-        if not ctl.set_lockdown(mode, BY):
-            raise CommandRefusedError("refused: remote lockdown is disabled by config (policy.remote_lockdown)")
-        if mode is pol.Lockdown.NOBODY and ctl.snap.state is State.UNLOCKED:
-            self._feed(SmCommand.LOCK)  # a lockdown also ends a running unlock
-        return f"lockdown {mode.value} ({self._state()})"
+    def _lockdown(self, _spec: CommandSpec, args: dict[str, Any]) -> str:
+        st = self.port.set_lockdown(bool(args["on"]), BY)
+        return f"lockdown {st.lockdown.value} ({st.describe()})"
 
-    def _enroll_mode(self, args: dict[str, Any]) -> str:
-        ctl = self.ctl
-        if args.get("on"):
-            st = self._feed(SmCommand.ENROLL)
-            if st.row != "enroll_start":
-                raise CommandRefusedError(f"refused: enroll mode needs an idle lock, state is {ctl.snap.state.value}")
-            return f"enroll mode on for up to {ctl.timing.enroll_timeout_s:g} s (face unlock paused)"
-        if ctl.snap.state is not State.ENROLL:
-            return f"enroll mode was not on ({self._state()})"
-        self._feed(SmCommand.ENROLL_DONE)
-        return f"enroll mode off ({self._state()})"
+    def _enroll_mode(self, spec: CommandSpec, args: dict[str, Any]) -> str:
+        user_id = args.get("user_id")
+        if not args["on"]:
+            if self.port.status().state is not State.ENROLL:
+                return f"enroll mode was not on ({self.port.status().describe()})"
+            _, st = self.port.command(SmCommand.ENROLL_DONE, BY)
+            return f"enroll mode off ({st.describe()})"
+        if user_id is not None and (self.user_exists is None or not self.user_exists(str(user_id))):
+            raise CommandRefusedError("refused: no such user")
+        step, st = self.port.command(spec.sm_command, BY)
+        if step is None or step.row != "enroll_start":
+            raise CommandRefusedError(f"refused: enroll mode needs an idle lock, state is {st.state.value}")
+        who = f" for user {user_id}" if user_id is not None else ""
+        return f"enroll mode on{who} for up to {st.enroll_timeout_s:g} s (face unlock paused)"
 
-    def _revoke_user(self, args: dict[str, Any]) -> str:
+    def _revoke_user(self, _spec: CommandSpec, args: dict[str, Any]) -> str:
         from firmware.templates import UserNotFoundError
 
-        ctl = self.ctl
-        user_id = str(args["user_id"])
         if self.revoke is None:
             raise CommandRefusedError("refused: this lock has no template store")
-        ref = ctl.user_ref(user_id)
         try:
-            self.revoke(user_id)
+            removed = self.port.revoke(str(args["user_id"]), BY, self.revoke)
         except UserNotFoundError:
             raise CommandRefusedError("refused: no such user") from None
-        matcher = getattr(ctl.stages, "matcher", None)
-        removed = bool(matcher is not None and hasattr(matcher, "remove") and matcher.remove(user_id))
-        ctl.audit.append("user_revoked", user=ref, by=BY)
-        ctl.emit("user_revoked", user_id=user_id, reason="remote")
         return "revoked" + ("; removed from the live gallery" if removed else "")
 
-    def _snapshot(self, _args: dict[str, Any]) -> str:
-        return f"no image: faces never leave the lock; {self._state()}"
+    def _reset_tamper(self, spec: CommandSpec, _args: dict[str, Any]) -> str:
+        st = self.port.status()
+        if st.state is not State.TAMPER:
+            return f"no tamper alarm to reset ({st.describe()})"
+        if st.tamper_active:
+            raise CommandRefusedError("refused: the tamper switch is still open (close the case first)")
+        if st.door_sensor and st.door_open:
+            raise CommandRefusedError("refused: the door is open (close it first)")
+        step, st = self.port.command(spec.sm_command, BY)
+        if step is None or step.row != "tamper_reset":
+            raise CommandRefusedError(f"refused: tamper not reset, state is {st.state.value}")
+        return f"tamper reset ({st.describe()})"
+
+    def _snapshot(self, _spec: CommandSpec, _args: dict[str, Any]) -> str:
+        return f"no image: faces never leave the lock; {self.port.status().describe()}"

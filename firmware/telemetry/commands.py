@@ -10,8 +10,8 @@ the name and the arguments are all bound: a command signed for one device or one
 on another topic.  Checks run cheapest-and-safest first; the nonce is remembered only once the signature
 and the timestamp are good, so unauthenticated junk cannot fill the nonce table.
 
-Commands: lock, unlock (momentary; optional duration_s), lockdown {on}, enroll-mode {on, user_id?},
-revoke-user {user_id}, snapshot.
+Commands and their arguments: the one table, firmware.lock.remote.COMMANDS (lock, unlock {duration_s?},
+lockdown {on}, enroll-mode {on, user_id?}, revoke-user {user_id}, reset-tamper, snapshot).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from firmware.lock.remote import COMMANDS, ArgsError, check_args
 from firmware.telemetry.errors import CommandRejected, TelemetryError
 from firmware.telemetry.grants import granted_signer
 from firmware.telemetry.replay_guard import ReplayGuard, device_clock
@@ -38,19 +39,8 @@ COMMAND_VERSION = 1
 MAX_COMMAND_BYTES = 4096
 NONCE_HEX_MIN, NONCE_HEX_MAX = 32, 64
 
-# name -> {arg: (type check, required)}
-_ARGS: dict[str, dict[str, tuple[Callable[[Any], bool], bool]]] = {
-    "lock": {},
-    "unlock": {"duration_s": (lambda x: _num(x) and 0.5 <= x <= 30, False)},
-    "lockdown": {"on": (lambda x: isinstance(x, bool), True)},
-    "enroll-mode": {
-        "on": (lambda x: isinstance(x, bool), True),
-        "user_id": (lambda x: isinstance(x, str) and 0 < len(x) <= 128, False),
-    },
-    "revoke-user": {"user_id": (lambda x: isinstance(x, str) and 0 < len(x) <= 128, True)},
-    "snapshot": {},
-}
-COMMAND_NAMES: frozenset[str] = frozenset(_ARGS)
+#: wire names, from the one command table (firmware.lock.remote.COMMANDS)
+COMMAND_NAMES: frozenset[str] = frozenset(COMMANDS)
 
 
 def _num(x: object) -> bool:
@@ -163,17 +153,10 @@ class CommandVerifier:
 
 
 def _check_args(name: str, args: dict[str, Any]) -> None:
-    spec = _ARGS[name]
-    unknown = set(args) - set(spec)
-    if unknown:
-        raise CommandRejected("bad_args", f"unknown argument {sorted(unknown)[0]!r}")
-    for arg, (ok, required) in spec.items():
-        if arg not in args:
-            if required:
-                raise CommandRejected("bad_args", f"missing argument {arg!r}")
-            continue
-        if not ok(args[arg]):
-            raise CommandRejected("bad_args", f"bad value for {arg!r}")
+    try:
+        check_args(name, args)
+    except ArgsError as exc:
+        raise CommandRejected("bad_args", str(exc)) from None
 
 
 def _is_hex(s: str) -> bool:

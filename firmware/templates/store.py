@@ -78,6 +78,14 @@ CREATE TABLE IF NOT EXISTS users (
     helper BLOB NOT NULL,
     policy TEXT NOT NULL DEFAULT '{}'
 );
+-- the change generation the lock loop polls (firmware.site.StoredUsers): every write to users bumps it
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+CREATE TRIGGER IF NOT EXISTS users_generation_insert AFTER INSERT ON users BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS users_generation_update AFTER UPDATE ON users BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS users_generation_delete AFTER DELETE ON users BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'; END;
 """
 
 
@@ -446,6 +454,12 @@ class TemplateStore:
                     ks.delete_version(kid, v)
                     destroyed.append((kid, v))
         return destroyed
+
+    def generation(self) -> int:
+        """The change counter of users.db: every insert, update or delete of a user bumps it (triggers),
+        whoever the writer is, so a running lock notices enrolments, revocations and policy changes."""
+        row = self._query("SELECT value FROM meta WHERE key = 'generation'")
+        return int(row[0][0]) if row else 0
 
     # ---- matching and keys ---------------------------------------------------------------------
     def candidates(self) -> list[Candidate]:

@@ -110,22 +110,23 @@ def _stop(p: subprocess.Popen) -> float:
 def command(as_json: bool, attempts: int, idle_seconds: float) -> None:
     """Decision latency (face appears -> relay), idle fps and peak RSS of the running daemon."""
     from firmware.audit import AuditLog
+    from firmware.config import Config, DeviceConfig, LockConfig
     from firmware.hw.camera.replay import write_replay_folder
-    from firmware.keystore import KeystoreConfig, open_keystore
-    from firmware.lock.stages import build_liveness, build_pipeline
-    from firmware.templates import TemplateStore
+    from firmware.keystore import KeystoreConfig
+    from firmware.site import open_site
     from provisioning import demofaces as df
 
     tmp = Path(tempfile.mkdtemp(prefix="facelock-bench-"))
     data = tmp / "data"
     # the bench is its own machine: its device secret beside its data dir (the daemon child inherits this)
     os.environ["FACELOCK_DEVICE_SECRET"] = str(tmp / "etc" / "device.secret")
-    pipe = build_pipeline(num_threads=1)
-    liveness = build_liveness(None, "auto") is not None
+    site = open_site(Config(device=DeviceConfig(data_dir=str(data)), lock=LockConfig(liveness="auto"),
+                            sections={"keystore": KeystoreConfig(scrypt_log2_n=12)}))
+    pipe = site.pipeline(num_threads=1)
+    liveness = site.liveness() is not None
     embs = [pipe.process(f).embedding for f in df.enrolled()]
-    store = TemplateStore(data, open_keystore(KeystoreConfig(scrypt_log2_n=12), data))
-    store.enroll("astronaut", np.stack(embs))
-    store.close()
+    with site.templates() as store:
+        store.enroll("astronaut", np.stack(embs))
 
     rng = np.random.default_rng(0)
     if liveness:

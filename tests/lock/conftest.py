@@ -14,12 +14,10 @@ from firmware.audit import AuditLog
 from firmware.config import CameraConfig, Config, DeviceConfig, LockConfig
 from firmware.hw.camera.replay import ReplayCamera
 from firmware.hw.gpio import LockIO
-from firmware.lock.controller import Controller
-from firmware.lock.stages import GalleryMatcher, Stages, VisionAnalyzer, open_event_sink
-
-#: Used only while the face pipeline's manifest has no calibrated threshold yet (issue 3 writes it);
-#: astronaut variants score > 0.9 against her template and the cameraman ~0.1, so 0.5 separates them.
-FALLBACK_THRESHOLD = 0.5
+from firmware.lock.decider import AttemptDecider, AttemptRules
+from firmware.lock.runtime import LockRuntime
+from firmware.site import OutboxSink
+from tests.support.decider import make_decider
 
 
 @pytest.fixture
@@ -37,19 +35,15 @@ def mock_pins():
 
 @pytest.fixture(scope="session")
 def pipeline():
-    from firmware.lock.stages import build_pipeline
+    from firmware.vision import FacePipeline
 
-    return build_pipeline(num_threads=2)
+    return FacePipeline.from_manifest(num_threads=2)
 
 
 @pytest.fixture(scope="session")
 def threshold(pipeline) -> float:
-    from firmware.errors import FaceLockError
-
-    try:
-        return pipeline.threshold("unlock")
-    except FaceLockError:
-        return FALLBACK_THRESHOLD
+    """The shipped, calibrated unlock threshold (the product's; a manifest without one fails the suite)."""
+    return pipeline.threshold("unlock")
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +60,7 @@ def gallery(pipeline):
 
 @dataclass
 class Harness:
-    ctl: Controller
+    ctl: LockRuntime
     io: LockIO
     audit: AuditLog
     camera: ReplayCamera
@@ -102,7 +96,7 @@ class Harness:
 def make_harness(tmp_path, mock_pins):
     made: list[Harness] = []
 
-    def make(frames: Sequence[np.ndarray] | str | Path, stages_factory: Callable[[], Stages],
+    def make(frames: Sequence[np.ndarray] | str | Path, decider_factory: Callable[[], AttemptDecider],
              lock: LockConfig | None = None, fps: float = 30.0, camera: CameraConfig | None = None,
              cfg: Config | None = None) -> Harness:
         data = tmp_path / f"data{len(made)}"
@@ -123,8 +117,15 @@ def make_harness(tmp_path, mock_pins):
             cams.append(cam)
             return cam
 
-        ctl = Controller(cfg, io, camera_factory, stages_factory, audit, open_event_sink(data, "test-door"),
-                         status_path=data / "status.json", on_step=lambda s, i: steps.append((s, i)))
+        rules = AttemptRules.from_lock(cfg.lock)
+
+        def decider() -> AttemptDecider:  # the harness's [lock] attempt rules, as the site would set them
+            d = decider_factory()
+            d.rules = rules
+            return d
+
+        ctl = LockRuntime(cfg, io, camera_factory, decider, audit, OutboxSink(data / "outbox.db", "test-door"),
+                          status_path=data / "status.json", on_step=lambda s, i: steps.append((s, i)))
         ctl.bring_up()
         h = Harness(ctl, io, audit, cams[-1] if cams else None, data, steps)
         made.append(h)
@@ -137,5 +138,14 @@ def make_harness(tmp_path, mock_pins):
 
 @pytest.fixture
 def stages(pipeline, gallery, threshold):
-    """Face pipeline + gallery, without liveness (tests of liveness build their own)."""
-    return lambda: Stages(VisionAnalyzer(pipeline), GalleryMatcher(gallery, threshold), None)
+    """A decider factory: face pipeline + gallery, without liveness (tests of liveness build their own)."""
+    return lambda: make_decider(pipeline, gallery, threshold)
+
+
+@pytest.fixture(scope="session")
+def liveness():
+    """The shipped liveness policy, loaded as the daemon loads it ([lock] liveness = "required")."""
+    from firmware.config import Config
+    from firmware.site import open_site
+
+    return open_site(Config()).liveness()

@@ -12,15 +12,16 @@ from hypothesis import strategies as st
 
 from firmware.config import Config, LockConfig
 from firmware.hw.camera.replay import write_replay_folder
-from firmware.lock.stages import GalleryMatcher, Stages, StageUnavailableError, VisionAnalyzer, build_pipeline
+from firmware.lock.decider import AttemptDecider
 from firmware.lock.statemachine import Command, Event, Input, State
+from firmware.site import ComponentUnavailableError, open_site
 from provisioning import demofaces as df
+from tests.support.decider import make_decider
 
 
 def outbox_types(data_dir) -> list[str]:
     db = data_dir / "outbox.db"
-    if not db.exists():
-        pytest.skip("telemetry outbox not available")
+    assert db.exists(), "the runtime wrote no event outbox"
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT * FROM sqlite_master WHERE type='table'").fetchall()
@@ -44,11 +45,12 @@ def relay_trace(h):
     return trace
 
 
-def test_enrolled_face_unlocks_then_relocks(make_harness, stages):
+def test_enrolled_face_unlocks_then_relocks(make_harness, pipeline, gallery, threshold):
     rng = __import__("numpy").random.default_rng(1)
     frames = [df.empty(rng=rng) for _ in range(6)] + df.live_sequence(df.astronaut(), 24, seed=2) + \
         [df.empty(rng=rng) for _ in range(90)]
-    h = make_harness(frames, lambda: replace(stages(), pseudonyms={"astronaut": "0123456789abcdef"}))
+    h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold,
+                                                  pseudonyms={"astronaut": "0123456789abcdef"}))
     trace = relay_trace(h)
     assert not h.relay_pin_high()
     assert h.run_until(lambda: h.relay_pin_high(), timeout=15)
@@ -127,11 +129,11 @@ def test_model_missing_or_altered_is_a_fault_never_open(damage, make_harness, tm
             f.seek(-1, 1)
             f.write(bytes([b[0] ^ 0x01]))
     monkeypatch.setenv("FACELOCK_MODELS_DIR", str(dst))
-    with pytest.raises(StageUnavailableError, match="missing" if damage == "missing" else "integrity"):
-        build_pipeline()
+    with pytest.raises(ComponentUnavailableError, match="missing" if damage == "missing" else "integrity"):
+        open_site(Config()).pipeline()
 
     def factory():
-        return Stages(VisionAnalyzer(build_pipeline()), GalleryMatcher(gallery, threshold))
+        return make_decider(open_site(Config()).pipeline(), gallery, threshold)
 
     h = make_harness([df.astronaut()[:480]] * 3, factory)
     assert h.ctl.snap.state is State.FAULT and not h.relay_pin_high()
@@ -142,11 +144,15 @@ def test_model_missing_or_altered_is_a_fault_never_open(damage, make_harness, tm
 
 
 def test_internal_error_in_a_stage_fails_secure(make_harness, stages):
-    class Boom:
-        def analyze(self, frame):
+    class Boom(AttemptDecider):
+        def observe(self, frame):
             raise RuntimeError("bug in a stage")
 
-    h = make_harness([df.empty()] * 3, lambda: replace(stages(), analyzer=Boom()))
+    def boom():
+        d = stages()
+        return Boom(d.pipeline, d.liveness, d.enrolled, d.threshold, d.margin)
+
+    h = make_harness([df.empty()] * 3, boom)
     h.ctl.feed(Input(Event.EXIT_PRESSED))
     assert h.relay_pin_high()
     h.ctl.feed(Input(Event.TIMER))  # relocked (door closed) -> IDLE, so frames are analyzed again
@@ -211,8 +217,7 @@ def fast_controller(mock_pins, tmp_path):
 
     from firmware.audit import AuditLog
     from firmware.hw.gpio import LockIO
-    from firmware.lock.controller import Controller
-    from firmware.lock.stages import NullSink
+    from firmware.lock.runtime import LockRuntime
 
     shm = "/dev/shm" if __import__("os").path.isdir("/dev/shm") else None
     io = LockIO(Config().gpio, pin_factory=mock_pins)  # shared: pins cost a thread each to close
@@ -221,7 +226,7 @@ def fast_controller(mock_pins, tmp_path):
     def make():
         d = tempfile.mkdtemp(dir=shm)
         io.set_relay(False)
-        ctl = Controller(Config(), io, lambda: None, lambda: None, AuditLog(f"{d}/audit.db"), NullSink())
+        ctl = LockRuntime(Config(), io, lambda: None, lambda: None, AuditLog(f"{d}/audit.db"), None)
         made.append((ctl, d))
         return ctl, io
 
@@ -249,15 +254,10 @@ def test_property_gpio_relay_pin_follows_the_state(fast_controller, seq):
     assert ctl.audit.verify().ok
 
 
-def test_held_up_photo_of_the_enrolled_face_is_refused_by_liveness(make_harness, pipeline, gallery, threshold):
-    from firmware.lock.stages import build_liveness
-
-    liveness = build_liveness(None, "auto")
-    if liveness is None:
-        pytest.skip("liveness package or its calibration files are not installed")
+def test_held_up_photo_of_the_enrolled_face_is_refused_by_liveness(make_harness, pipeline, gallery, threshold,
+                                                                   liveness):
     frames = df.still_photo(df.astronaut(), 30, seed=4)
-    h = make_harness(frames, lambda: Stages(VisionAnalyzer(pipeline), GalleryMatcher(gallery, threshold),
-                                            liveness))
+    h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, liveness))
     trace = relay_trace(h)
     assert h.run_until(lambda: h.ctl.counters.spoof > 0 or h.relay_pin_high(), timeout=20)
     assert h.ctl.counters.spoof == 1 and not any(pin for _, pin in trace)

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from firmware.lock.stages import GalleryMatcher, Stages, VisionAnalyzer, build_liveness
 from firmware.lock.statemachine import State
 from provisioning import demofaces as df
-
-
-@pytest.fixture(scope="module")
-def liveness():
-    return build_liveness(None, "required")
+from tests.support.decider import make_decider
 
 
 def live(pipeline, who: str, n: int = 30, seed: int = 1):
@@ -25,7 +20,7 @@ def live(pipeline, who: str, n: int = 30, seed: int = 1):
 def test_live_person_is_judged_by_face_not_by_liveness(make_harness, pipeline, gallery, threshold, liveness,
                                                        who, rows):
     frames = live(pipeline, who)
-    h = make_harness(frames, lambda: Stages(VisionAnalyzer(pipeline), GalleryMatcher(gallery, threshold), liveness))
+    h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, liveness))
     assert h.run_until(lambda: len([r for r in h.rows() if r != "boot"]) >= 2, timeout=20)
     assert h.rows()[:2] == rows, h.rows()
     assert h.relay_pin_high() == (who == "astronaut")
@@ -34,6 +29,6 @@ def test_live_person_is_judged_by_face_not_by_liveness(make_harness, pipeline, g
 
 def test_the_same_face_held_still_is_a_spoof(make_harness, pipeline, gallery, threshold, liveness):
     frames = df.held_photo(df.near("astronaut"), 20, seed=4)
-    h = make_harness(frames, lambda: Stages(VisionAnalyzer(pipeline), GalleryMatcher(gallery, threshold), liveness))
+    h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, liveness))
     assert h.run_until(lambda: h.ctl.counters.spoof > 0 or h.relay_pin_high(), timeout=20)
     assert h.ctl.counters.spoof == 1 and not h.relay_pin_high() and h.ctl.snap.state is State.DENIED

@@ -77,9 +77,9 @@ def test_file_roundtrip_and_mode(tmp_path):
 def test_controller_restart_keeps_counting_failures(make_harness, stages, tmp_path):
     """Three failures, a crash (no shutdown), a new controller: two more failures lock out, not five."""
     from firmware.audit import AuditLog
-    from firmware.lock.controller import Controller
     from firmware.lock.lockstate import LockStateFile
-    from firmware.lock.stages import open_event_sink
+    from firmware.lock.runtime import LockRuntime
+    from firmware.site import OutboxSink
 
     frames = df.live_sequence(df.cameraman_face(), 60, seed=3, base_scale=df.STRANGER_SCALE)
     h = make_harness(frames, stages)
@@ -101,8 +101,8 @@ def test_controller_restart_keeps_counting_failures(make_harness, stages, tmp_pa
         return cams[-1]
 
     audit2 = AuditLog(h.data_dir / "audit.db")
-    ctl2 = Controller(cfg, io, camera, stages, audit2, open_event_sink(h.data_dir, "test-door"),
-                      lockstate=state_file, on_step=lambda s, i: steps.append(s.row))
+    ctl2 = LockRuntime(cfg, io, camera, stages, audit2, OutboxSink(h.data_dir / "outbox.db", "test-door"),
+                       lockstate=state_file, on_step=lambda s, i: steps.append(s.row))
     try:
         boot = [r for r in audit2.records() if r.kind == "boot"][-1]
         assert boot.data["failures"] == 3 and boot.data["state"] == "IDLE"
@@ -113,8 +113,8 @@ def test_controller_restart_keeps_counting_failures(make_harness, stages, tmp_pa
         assert ctl2.snap.state is State.LOCKOUT
         assert [r for r in steps if r in ("denied", "denied_lockout")] == ["denied", "denied_lockout"]
         # and a third controller boots straight into the lockout, relay off
-        ctl3 = Controller(cfg, io, camera, stages, audit2, open_event_sink(h.data_dir, "test-door"),
-                          lockstate=state_file)
+        ctl3 = LockRuntime(cfg, io, camera, stages, audit2, OutboxSink(h.data_dir / "outbox.db", "test-door"),
+                           lockstate=state_file)
         assert ctl3.snap.state is State.LOCKOUT and not io.relay_energized
         assert ctl3.snap.deadline is not None
         ctl3.events.close()

@@ -101,7 +101,7 @@ def test_the_running_daemon_loads_only_runtime_modules(tmp_path):
                        timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     loaded = json.loads(dump.read_text())
-    assert "firmware.lock.controller" in loaded and "firmware.vision.pipeline" in loaded, "the daemon never ran"
+    assert "firmware.lock.runtime" in loaded and "firmware.vision.pipeline" in loaded, "the daemon never ran"
     bad = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN)
     assert not bad, bad
 

@@ -83,9 +83,10 @@ def test_config_refuses_an_mqtt_section_that_cannot_work(extra, key):
 def test_schedule_from_the_template_store_is_enforced_and_audit_uses_the_pseudonym(make_harness, pipeline,
                                                                                    tmp_path):
     """The real astronaut, enrolled with a stored schedule that excludes now: recognised, refused."""
+    from firmware.config import Config, DeviceConfig, LockConfig
     from firmware.keystore import KeystoreConfig, open_keystore
-    from firmware.lock.stages import build_stages
     from firmware.pseudonym import audit_pseudonym
+    from firmware.site import open_site
     from firmware.templates import TemplateStore
 
     data = tmp_path / "store"
@@ -97,11 +98,13 @@ def test_schedule_from_the_template_store_is_enforced_and_audit_uses_the_pseudon
     store.set_policy(uid, {"schedule": [{"days": [other_day], "start": "00:00", "end": "00:00"}]})
     ref = audit_pseudonym(store.keystore, uid)
     store.close()
-    stages = build_stages(data, {"keystore": ks}, num_threads=2, liveness="off")
-    assert stages.pseudonyms == {uid: ref} and len(ref) == 16
-    assert uid in stages.schedules
+    site = open_site(Config(device=DeviceConfig(data_dir=str(data)), lock=LockConfig(liveness="off"),
+                            sections={"keystore": ks}))
+    decider = site.decider(num_threads=2)
+    assert decider.enrolled.pseudonyms == {uid: ref} and len(ref) == 16
+    assert uid in decider.enrolled.schedules
     frames = df.live_sequence(df.astronaut(), 24, seed=2)
-    h = make_harness(frames, lambda: stages)
+    h = make_harness(frames, lambda: decider)
     assert h.run_until(lambda: "denied" in h.rows(), timeout=15)
     denied = [i for s, i in h.steps if s.row == "denied"][0]
     assert denied.user == uid and denied.reason == "schedule" and not h.relay_pin_high()

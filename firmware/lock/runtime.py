@@ -1,14 +1,21 @@
-"""The lock's loop: frames -> face pipeline -> liveness -> match -> policy -> state machine -> GPIO + audit + events.
+"""The lock's runtime: inputs (camera, switches, commands) -> the attempt decider -> the state machine ->
+outputs (relay, LEDs, buzzer) + audit + events + status.
 
-One thread owns the state machine.  Switch inputs (gpiozero callbacks) and remote commands arrive on a
-queue; camera frames are read with a timeout so timers, inputs and the watchdog keep running when the
-camera stalls.
+One thread owns the state machine.  Switch inputs (gpiozero callbacks) arrive on a queue; other threads
+(remote commands, the Face Security API) go through :class:`firmware.lock.port.LockPort`, whose calls run
+on this thread between frames.  Camera frames are read with a timeout so timers, inputs and the watchdog
+keep running when the camera stalls.  Decisions are the decider's (:mod:`firmware.lock.decider`, pure);
+this module only carries them out.
 
 Fail secure, in three layers:
 - the relay output is a function of the state (:func:`firmware.lock.statemachine.relay_energized`);
 - any camera or stage failure feeds ``Event.FAULT`` (relay off, red/green fault pattern, an event),
   then retries with exponential backoff and feeds ``Event.RECOVERED`` once everything works again;
 - any unexpected exception in a tick de-energizes the relay directly and enters FAULT.
+
+Live reload: when a user source is given, its generation (a counter in ``users.db`` that every change
+bumps) is read every tick; a change reloads the enrolled users before the next frame is analysed, and
+before the relay is energised for a recognised user the source confirms they are still active.
 
 Every relay change is read back from the GPIO device into the status file, so a supervisor (or a test)
 sees what the pin does, not what the code meant.
@@ -24,9 +31,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from firmware import fsutil
 from firmware.audit import AuditLog
@@ -36,11 +43,11 @@ from firmware.hw.camera.base import Camera, CameraError, Frame
 from firmware.hw.gpio import LockIO
 from firmware.lock import policy as pol
 from firmware.lock import statemachine as sm
+from firmware.lock.decider import Attempt, AttemptDecider, Context, Decision, Enrolled, Outcome
 from firmware.lock.lockstate import Clock, LockStateFile, now_clock
-from firmware.lock.stages import EventSink, Observation, Stages
 from firmware.lock.statemachine import Command, Event, Input, State
 
-log = logging.getLogger("facelock.controller")
+log = logging.getLogger("facelock.runtime")
 
 #: state-machine alerts -> telemetry event (type, reason)
 ALERT_EVENTS: dict[str, tuple[str, str | None]] = {
@@ -56,16 +63,23 @@ ALERT_EVENTS: dict[str, tuple[str, str | None]] = {
 ANALYZE_STATES = (State.IDLE, State.VERIFYING)
 
 
-@dataclass
-class Attempt:
-    """Frames of one verification attempt."""
+class EventSink(Protocol):
+    """Where telemetry events go (the durable outbox, :class:`firmware.site.OutboxSink`)."""
 
-    started: float
-    first_face_ts: float
-    first_face_index: int
-    observations: list[Observation] = field(default_factory=list)
-    last_face_ts: float = 0.0  # capture time of the latest frame with a face
-    attack_reason: str = ""  # set when a liveness check FAILED while the window was still filling
+    def emit(self, type_: str, severity: str | None = None, user_id: str | None = None,
+             reason: str | None = None, scores: dict[str, float] | None = None, **data: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class UserSource(Protocol):
+    """The enrolled users as stored (``users.db``): cheap change detection, reload, and a last check."""
+
+    def generation(self) -> int: ...
+
+    def load(self) -> Enrolled: ...
+
+    def is_active(self, user_id: str) -> bool: ...
 
 
 @dataclass
@@ -85,7 +99,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     fsutil.atomic_write(path, json.dumps(obj, sort_keys=True).encode(), 0o644)
 
 
-class ControllerBusyError(FaceLockError):
+class LockBusyError(FaceLockError):
     """A request from another thread (a remote command) was not taken up by the lock loop in time."""
 
 
@@ -101,18 +115,30 @@ class _Call:
         self.lock = threading.Lock()
 
 
-class Controller:
+@dataclass
+class VerifyRequest:
+    """One attempt run on behalf of a caller (the Face Security API): decided, never energising the relay."""
+
+    purpose: str
+    expires: float  # monotonic
+    done: threading.Event
+    decision: Decision | None = None
+    cancelled: bool = False
+
+
+class LockRuntime:
     def __init__(self, cfg: Config, io: LockIO, camera_factory: Callable[[], Camera],
-                 stages_factory: Callable[[], Stages], audit: AuditLog, events: EventSink,
+                 decider_factory: Callable[[], AttemptDecider], audit: AuditLog, events: EventSink | None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], dt.datetime] = dt.datetime.now,
                  status_path: Path | None = None,
                  on_step: Callable[[sm.Step, Input], None] | None = None,
-                 lockstate: LockStateFile | None = None):
+                 lockstate: LockStateFile | None = None, users: UserSource | None = None):
         self.cfg = cfg
         self.io = io
         self.camera_factory = camera_factory
-        self.stages_factory = stages_factory
+        self.decider_factory = decider_factory
+        self.users = users
         self.audit = audit
         self.events = events
         self.clock = clock
@@ -121,7 +147,8 @@ class Controller:
         self.on_step = on_step
         self.timing = cfg.lock.timing()
         self.inputs: queue.Queue[Input] = queue.Queue()
-        self._calls: queue.Queue[_Call] = queue.Queue()
+        self._calls: queue.Queue[Any] = queue.Queue()  # firmware.lock.port calls
+        self._verify: list[VerifyRequest] = []
         self.io.set_input_callback(lambda ev: self.inputs.put(Input(ev)))
         # failures, backoff and a remote lockdown survive a restart (lockstate.json), so a power cycle
         # neither gives an attacker fresh attempts nor lifts a lockdown
@@ -136,15 +163,16 @@ class Controller:
         self.snap = sm.boot_snapshot(io.door_open(), io.tamper_active(),
                                      lockout_until=clock() + remaining if remaining > 0 else None)
         self.camera: Camera | None = None
-        self.stages: Stages | None = None
+        self.decider: AttemptDecider | None = None
         self.attempt: Attempt | None = None
+        self._attempt_for: VerifyRequest | None = None  # the attempt runs for a caller, not the door
         self.counters = Counters()
         self.fault_reason: str | None = None
         self._retry_at = 0.0
         self._retry_delay = cfg.lock.fault_retry_initial_s
         self.started = clock()
         self.last_step: sm.Step | None = None
-        self.ready = False  # the first bring-up (camera + stages) has been attempted
+        self.ready = False  # the first bring-up (camera + decider) has been attempted
         self._apply_outputs(None)
         boot: dict[str, Any] = {"state": self.snap.state.value, "pid": os.getpid(), "relay": self.io.relay_energized}
         if lockstate is not None:
@@ -168,8 +196,7 @@ class Controller:
         """What the audit log says about a user: their pseudonym (firmware.pseudonym), never name or id."""
         if user_id is None:
             return None
-        refs = getattr(self.stages, "pseudonyms", None) or {}
-        return refs.get(user_id, "unknown")
+        return self.decider.user_ref(user_id) if self.decider is not None else "unknown"
 
     # ------------------------------------------------------------------------------------- feeding
     def feed(self, inp: Input) -> sm.Step:
@@ -207,16 +234,6 @@ class Controller:
         return st
 
     _decision_start: tuple[float, int] | None = None
-    #: told of each attempt started and decided (firmware.api.attempts.VerifyHub); it never changes the door
-    attempt_listener: Any = None
-
-    def _tell(self, what: str, *args: Any) -> None:
-        listener = self.attempt_listener
-        if listener is not None:
-            try:
-                getattr(listener, what)(*args)
-            except Exception:  # noqa: BLE001 - an API listener's bug must never affect the door
-                log.exception("attempt listener failed")
 
     def _apply_outputs(self, st: sm.Step | None) -> None:
         relay = self.snap.relay
@@ -233,6 +250,8 @@ class Controller:
         self._emit(type_, **kw)
 
     def _emit(self, type_: str, **kw: Any) -> None:
+        if self.events is None:
+            return
         try:
             self.events.emit(type_, **kw)
         except Exception as exc:  # noqa: BLE001 - telemetry trouble must never affect the door
@@ -292,10 +311,10 @@ class Controller:
             self.camera = None
 
     def bring_up(self) -> bool:
-        """Open the camera and build the stages; on failure enter FAULT and schedule a retry."""
+        """Open the camera and build the decider; on failure enter FAULT and schedule a retry."""
         try:
-            if self.stages is None:
-                self.stages = self.stages_factory()
+            if self.decider is None:
+                self.decider = self.decider_factory()
             if self.camera is None:
                 cam = self.camera_factory()
                 cam.start()
@@ -313,12 +332,24 @@ class Controller:
             self.feed(Input(Event.RECOVERED))
         return True
 
-    # ---------------------------------------------------------------------------------------- loop
+    # ------------------------------------------------------------------------------------ commands
+    def unlock_allowed(self, requested_by: str | None) -> bool:
+        """The one remote-unlock policy check (lockdown, who may unlock remotely); refusals are audited."""
+        if pol.may_remote_unlock(self.cfg.policy, self.lockdown, requested_by):
+            return True
+        self.audit.append("command_refused", command=Command.UNLOCK.value, by=requested_by, reason="lockdown")
+        self._emit("command_rejected", reason="lockdown", command=Command.UNLOCK.value)
+        return False
+
+    def command(self, command: Command, requested_by: str | None, duration_s: float = 0.0) -> sm.Step | None:
+        """Apply a command now (on the loop's thread); None when policy refuses it."""
+        if command is Command.UNLOCK and not self.unlock_allowed(requested_by):
+            return None
+        return self.feed(Input(Event.COMMAND, command=command, user=requested_by, duration_s=duration_s))
+
     def submit(self, command: Command, requested_by: str | None = None, duration_s: float = 0.0) -> bool:
-        """A remote command (already authenticated by telemetry); policy decides unlock/lockdown."""
-        if command is Command.UNLOCK and not pol.may_remote_unlock(self.cfg.policy, self.lockdown, requested_by):
-            self.audit.append("command_refused", command=command.value, by=requested_by, reason="lockdown")
-            self._emit("command_rejected", reason="lockdown", command=command.value)
+        """Queue a command from any thread (checked against policy now, applied by the loop)."""
+        if command is Command.UNLOCK and not self.unlock_allowed(requested_by):
             return False
         self.inputs.put(Input(Event.COMMAND, command=command, user=requested_by, duration_s=duration_s))
         return True
@@ -336,12 +367,17 @@ class Controller:
         self._emit("command_result", reason="lockdown", mode=mode.value)
         return True
 
+    def forget_user(self, user_id: str) -> bool:
+        """Drop a revoked user from the live gallery now (the reload that follows confirms it)."""
+        return self.decider is not None and self.decider.forget(user_id)
+
+    # ------------------------------------------------------------------------- cross-thread calls
     def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
         """Run ``fn`` on the lock loop's thread (from any other thread) and return its result or raise.
 
-        Why: the state machine, the audit log and the stages belong to the loop's thread; a remote command
+        Why: the state machine, the audit log and the decider belong to the loop's thread; a remote command
         arriving on the telemetry thread must not touch them concurrently.  If the loop does not take the
-        call within ``timeout`` it is cancelled (it will not run later) and ControllerBusyError is raised.
+        call within ``timeout`` it is cancelled (it will not run later) and LockBusyError is raised.
         """
         c = _Call(fn)
         self._calls.put(c)
@@ -349,7 +385,7 @@ class Controller:
             with c.lock:
                 if not c.done.is_set():
                     c.cancelled = True
-                    raise ControllerBusyError(f"the lock loop did not take the request within {timeout:.1f} s")
+                    raise LockBusyError(f"the lock loop did not take the request within {timeout:.1f} s")
         if c.error is not None:
             raise c.error
         return c.result
@@ -370,8 +406,41 @@ class Controller:
                 finally:
                     c.done.set()
 
+    def request_verification(self, purpose: str, timeout_s: float) -> VerifyRequest:
+        """Queue one attempt for a caller (loop thread only: use LockPort.verify from elsewhere).
+
+        The door keeps priority: the request waits while the door is in an attempt, unlocked or alarmed,
+        and the next face seen while the lock is IDLE is decided for the caller.  The relay is never
+        energised for it; failures still count toward lockout (the API is not a way around it).
+        """
+        req = VerifyRequest(purpose, self.clock() + timeout_s, threading.Event())
+        if pol.lockout_remaining(self.lockout, self.clock()) > 0:
+            self._resolve(req, Decision(Outcome.REFUSED, "lockout"))
+        elif self.snap.state in (State.FAULT, State.TAMPER) or self.lockdown is pol.Lockdown.NOBODY:
+            self._resolve(req, Decision(Outcome.REFUSED, self.snap.state.value.lower()
+                                        if self.lockdown is not pol.Lockdown.NOBODY else "lockdown"))
+        else:
+            self._verify.append(req)
+        return req
+
+    def _resolve(self, req: VerifyRequest, d: Decision) -> None:
+        req.decision = d
+        if d.outcome is not Outcome.ABANDONED or d.reason != "timeout":
+            self.audit.append("verify", purpose=req.purpose[:64], outcome=d.outcome.value, reason=d.reason[:200],
+                              user=self.user_ref(d.user_id))
+        req.done.set()
+
+    def _expire_requests(self, now: float) -> None:
+        for req in list(self._verify):
+            if req.cancelled or now >= req.expires:
+                self._verify.remove(req)
+                if self._attempt_for is req:
+                    self._attempt_for, self.attempt = None, None
+                self._resolve(req, Decision(Outcome.ABANDONED, "timeout"))
+
+    # ---------------------------------------------------------------------------------------- loop
     def tick(self) -> None:
-        """One loop iteration: inputs, timers, recovery, one frame."""
+        """One loop iteration: inputs, timers, recovery, user reload, one frame."""
         try:
             self._tick()
         except Exception as exc:  # noqa: BLE001 - fail secure on anything
@@ -389,16 +458,38 @@ class Controller:
                 return
             self.feed(inp)
 
+    def reload_users_if_changed(self) -> bool:
+        """Reload the enrolled users when ``users.db``'s generation moved; True when it did."""
+        if self.users is None or self.decider is None:
+            return False
+        gen = self.users.generation()
+        if gen == self.decider.enrolled.generation:
+            return False
+        enrolled = self.users.load()
+        self.decider.enrolled = enrolled
+        if self.attempt is not None:  # frames gathered against the old gallery are not decided on the new one
+            self.attempt = None
+        self.audit.append("users_reloaded", generation=enrolled.generation, users=len(enrolled.gallery))
+        log.info("enrolled users reloaded (generation %d, %d active)", enrolled.generation, len(enrolled.gallery))
+        return True
+
     def _tick(self) -> None:
         self._drain_inputs()
         self._run_calls()
+        if self._verify:
+            self._expire_requests(self.clock())
         if sm.timer_due(self.snap, self.clock()):
             self.feed(Input(Event.TIMER))
-        if self.camera is None or self.stages is None:
+        if self.camera is None or self.decider is None:
             if self.clock() >= self._retry_at:
                 self.bring_up()
             else:
                 time.sleep(min(0.05, max(0.0, self._retry_at - self.clock())))
+            return
+        try:
+            self.reload_users_if_changed()
+        except FaceLockError as exc:
+            self.fault(f"users: {type(exc).__name__}: {exc}")
             return
         try:
             frame = self.camera.read(timeout=self.cfg.camera.stall_timeout_s)
@@ -413,85 +504,87 @@ class Controller:
             except FaceLockError as exc:
                 self.fault(f"pipeline: {type(exc).__name__}: {exc}")
 
+    def _context(self, now: float) -> Context:
+        return Context(self.cfg.policy, self.wall(), now, self.lockout, self.lockdown)
+
     def _analyze(self, frame: Frame) -> None:
-        assert self.stages is not None
-        obs = self.stages.analyzer.analyze(frame)
+        assert self.decider is not None
+        obs = self.decider.observe(frame)
         self.counters.analyzed += 1
+        att = self.attempt
         if not obs.face:
             # the person went away: the attempt is over (its frames must never be joined to a later face's)
-            att = self.attempt
-            if att is not None and self.snap.state is State.VERIFYING \
-                    and frame.ts - att.last_face_ts > self.cfg.lock.face_lost_s:
-                if att.attack_reason:
-                    # a photo pulled away before the last frame: still a spoof, and a failure (issue 11.6)
-                    self.counters.spoof += 1
-                    self._failure(Event.SPOOF_SUSPECTED, f"liveness:{att.attack_reason}:face_lost"[:200], None,
-                                  self.clock())
-                else:
-                    self.feed(Input(Event.FACE_LOST))
+            if att is not None and self.decider.face_gone(att, frame.ts):
+                self._finish(att, self.decider.face_lost(att))
             return
         self.counters.faces += 1
         now = self.clock()
-        if self.snap.state is State.IDLE:
-            if pol.lockout_remaining(self.lockout, now) > 0:
+        if att is None:
+            if self.snap.state is not State.IDLE or pol.lockout_remaining(self.lockout, now) > 0:
                 return
+            pending = [r for r in self._verify if not r.cancelled]
+            if pending:  # a caller's attempt: the state machine (and the relay) stay out of it
+                self._attempt_for = pending[0]
+            else:
+                self._attempt_for = None
+                self.feed(Input(Event.FACE_SEEN))
+                if self.snap.state is not State.VERIFYING:
+                    return
+            att = self.attempt = Attempt(now, frame.ts, frame.index)
+        elif self._attempt_for is None and self.snap.state is not State.VERIFYING:
             self.attempt = None
-            self.feed(Input(Event.FACE_SEEN))
-            self.attempt = Attempt(now, frame.ts, frame.index)
-            self._tell("attempt_started")
-        if self.snap.state is not State.VERIFYING or self.attempt is None:
             return
-        self.attempt.observations.append(obs)
-        self.attempt.last_face_ts = frame.ts
-        need = self.cfg.lock.frames_per_attempt
-        if self.stages.liveness is not None:
-            need = max(need, self.stages.liveness.min_frames)
-        usable = [o for o in self.attempt.observations if o.usable]
-        if len(usable) < need:
-            return
-        self._decide(self.attempt)
+        att.observations.append(obs)
+        att.last_face_ts = frame.ts
+        if self._attempt_for is None:
+            self._decision_start = (att.first_face_ts, att.first_face_index)
+        d = self.decider.step(att, self._context(now))
+        if d.final:
+            self._finish(att, d)
 
-    def _decide(self, att: Attempt) -> None:
-        """Liveness first (a live person gets up to max_frames_per_attempt frames to show it), then match."""
-        assert self.stages is not None
-        self._decision_start = (att.first_face_ts, att.first_face_index)
+    def _finish(self, att: Attempt, d: Decision) -> None:
+        """Carry out a final decision: for the door (state machine, relay), or for a waiting caller."""
         now = self.clock()
-        scores: dict[str, float] = {}
-        if self.stages.liveness is not None:
-            window = att.observations[-self.cfg.lock.max_frames_per_attempt:]
-            lv = self.stages.liveness.check(window)
-            scores.update(lv.scores)
-            if not lv.live:
-                if len(att.observations) < self.cfg.lock.max_frames_per_attempt:
-                    if getattr(lv, "attack", False):
-                        att.attack_reason = lv.reason
-                    return  # not proven live yet: keep watching (blink, motion) until the window is full
-                self.counters.spoof += 1
-                self._failure(Event.SPOOF_SUSPECTED, f"liveness:{lv.reason}"[:200], None, now)
-                self._tell("attempt_decided", False, "spoof_suspected", None, scores)
-                return
-        mv = self.stages.matcher.match(att.observations)
-        scores["match"] = mv.score
-        if mv.user_id is None:
+        req, self._attempt_for = self._attempt_for, None
+        self.attempt = None
+        if d.outcome is Outcome.SPOOF:
+            self.counters.spoof += 1
+        elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED):
             self.counters.denied += 1
-            self._failure(Event.NO_MATCH, mv.reason, None, now)
-            self._tell("attempt_decided", False, "no_match", None, scores)
+        if req is not None:
+            if d.failure:
+                self.lockout, _ = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)
+                self._save_lockstate()
+                if d.outcome is Outcome.SPOOF:
+                    self._emit("spoof_suspected", reason=d.reason, state=self.snap.state.value)
+            if req in self._verify:
+                self._verify.remove(req)
+            if d.outcome is Outcome.GRANTED and self.users is not None and not self.users.is_active(d.user_id):
+                d = Decision(Outcome.REFUSED, "revoked", d.user_id, d.score)
+            self._resolve(req, d)
             return
-        d = pol.authorize(self.cfg.policy, mv.user_id, self.wall(), self.lockout, now, self.lockdown,
-                          getattr(self.stages, "schedules", None))
-        if not d.allowed:
+        if d.outcome is Outcome.ABANDONED:
+            self.feed(Input(Event.FACE_LOST))
+        elif d.outcome is Outcome.SPOOF:
+            self._failure(Event.SPOOF_SUSPECTED, d.reason, None, now)
+        elif d.outcome is Outcome.NO_MATCH:
+            self._failure(Event.NO_MATCH, d.reason, None, now)
+        elif d.outcome is Outcome.REFUSED:
             # a recognised user outside their schedule or during a lockdown: refused, not a failed attempt
-            self.counters.denied += 1
-            self.feed(Input(Event.NO_MATCH, user=mv.user_id, reason=d.reason))
-            self._tell("attempt_decided", False, d.reason, mv.user_id, scores)
-            return
-        had_failures = self.lockout != pol.LockoutState()
-        self.lockout = pol.register_success(self.lockout)
-        self.counters.granted += 1
-        self.feed(Input(Event.MATCH, user=mv.user_id, reason=f"score={mv.score:.3f}"))
-        if had_failures:  # after the relay: a crash in between keeps the old count (the safe side)
-            self._save_lockstate()
-        self._tell("attempt_decided", True, "ok", mv.user_id, scores)
+            self.feed(Input(Event.NO_MATCH, user=d.user_id, reason=d.reason))
+        elif d.outcome is Outcome.GRANTED:
+            assert d.user_id is not None
+            if self.users is not None and not self.users.is_active(d.user_id):
+                # revoked or purged after the gallery was loaded: never energise the relay for them
+                self.counters.denied += 1
+                self.feed(Input(Event.NO_MATCH, user=d.user_id, reason="revoked"))
+                return
+            had_failures = self.lockout != pol.LockoutState()
+            self.lockout = pol.register_success(self.lockout)
+            self.counters.granted += 1
+            self.feed(Input(Event.MATCH, user=d.user_id, reason=d.reason))
+            if had_failures:  # after the relay: a crash in between keeps the old count (the safe side)
+                self._save_lockstate()
 
     def _failure(self, event: Event, reason: str, user: str | None, now: float) -> None:
         self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)

@@ -1,0 +1,109 @@
+"""The lock's port: what other threads (remote commands, the daemon, the Face Security API) may do with a
+running lock, and nothing else.
+
+Every method runs its work on the lock loop's thread (:meth:`firmware.lock.runtime.LockRuntime.call`),
+so callers never race the state machine, the audit log or the decider, and every answer is read back
+after the fact (the relay from its pin).  Callers get values (:class:`LockStatus`, a
+:class:`~firmware.lock.decider.Decision`), never the runtime's internals.
+
+:meth:`LockPort.verify` runs one attempt on behalf of a caller: the next face seen while the door is idle
+is decided by the same decider the door uses and the decision is returned; the relay is never energised
+for it, and the door keeps priority (the request waits while the door is in an attempt, unlocked, or in
+an alarm state, and times out rather than pre-empt it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from firmware.errors import FaceLockError
+from firmware.lock import policy as pol
+from firmware.lock.decider import Decision, Outcome
+from firmware.lock.statemachine import Command, State, Step
+
+
+class CommandRefusedError(FaceLockError):
+    """The lock refused a correctly signed command (policy, state, unknown user); the text is the reason."""
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    state: State
+    relay_energized: bool
+    door_open: bool
+    tamper_active: bool
+    lockdown: pol.Lockdown
+    door_sensor: bool  # a door contact is wired ([gpio] door_pin != -1)
+    unlock_s: float
+    enroll_timeout_s: float
+
+    def describe(self) -> str:
+        return (f"state={self.state.value} relay={'energized' if self.relay_energized else 'off'} "
+                f"door={'open' if self.door_open else 'closed'} lockdown={self.lockdown.value}")
+
+
+class LockPort:
+    """A running lock (firmware.lock.runtime.LockRuntime) as other threads may use it."""
+
+    def __init__(self, runtime: Any, timeout: float = 5.0):
+        self._rt = runtime
+        self.timeout = timeout
+
+    def _on_loop(self, fn: Callable[[], Any]) -> Any:
+        return self._rt.call(fn, self.timeout)
+
+    def _status(self) -> LockStatus:
+        rt = self._rt
+        return LockStatus(rt.snap.state, rt.io.relay_energized, rt.snap.door_open, rt.snap.tamper_active,
+                          rt.lockdown, rt.cfg.gpio.door_pin != -1, rt.timing.unlock_s, rt.timing.enroll_timeout_s)
+
+    def status(self) -> LockStatus:
+        return self._on_loop(self._status)
+
+    def status_now(self) -> LockStatus:
+        """The status from the loop's own thread (the daemon's main loop), without a hand-off."""
+        return self._status()
+
+    def command(self, command: Command, by: str, duration_s: float = 0.0) -> tuple[Step | None, LockStatus]:
+        """Feed one state-machine command; (the step, or None when policy refused it; the status after)."""
+        def run() -> tuple[Step | None, LockStatus]:
+            return self._rt.command(command, by, duration_s), self._status()
+
+        return self._on_loop(run)
+
+    def set_lockdown(self, on: bool, by: str) -> LockStatus:
+        """Lockdown NOBODY (on) or back to the configured mode; a lockdown also ends a running unlock."""
+        def run() -> LockStatus:
+            rt = self._rt
+            mode = pol.Lockdown.NOBODY if on else rt.cfg.policy.lockdown
+            if not rt.set_lockdown(mode, by):
+                raise CommandRefusedError("refused: remote lockdown is disabled by config (policy.remote_lockdown)")
+            if mode is pol.Lockdown.NOBODY and rt.snap.state is State.UNLOCKED:
+                rt.command(Command.LOCK, by)
+            return self._status()
+
+        return self._on_loop(run)
+
+    def revoke(self, user_id: str, by: str, revoke_in_store: Callable[[str], None]) -> bool:
+        """Revoke a user in the store and drop them from the live gallery at once; True when they were in it."""
+        def run() -> bool:
+            rt = self._rt
+            ref = rt.user_ref(user_id)
+            revoke_in_store(user_id)
+            removed = rt.forget_user(user_id)
+            rt.audit.append("user_revoked", user=ref, by=by)
+            rt.emit("user_revoked", user_id=user_id, reason="remote")
+            return removed
+
+        return self._on_loop(run)
+
+    def verify(self, purpose: str, timeout_s: float = 10.0) -> Decision:
+        """One attempt decided for the caller (no relay); ABANDONED "timeout" when no face came in time."""
+        req = self._on_loop(lambda: self._rt.request_verification(purpose, timeout_s))
+        if not req.done.wait(timeout_s + self.timeout):
+            req.cancelled = True
+            return Decision(Outcome.ABANDONED, "timeout")
+        assert req.decision is not None
+        return req.decision
