@@ -16,8 +16,9 @@ Order of the checks, and why:
 3. Then the mean embedding is matched 1:N against the gallery (threshold and margin from the manifest).
 4. A recognised user is authorised by :func:`firmware.lock.policy.authorize` (schedules, lockdown,
    lockout); a refusal there is not a failed attempt.
-A face that leaves before a decision abandons the attempt; if liveness had already failed on it, the
-attempt counts as a spoof (a photo pulled away before the last frame must still count toward lockout).
+A face that leaves before a decision abandons the attempt; if a liveness check had already FAILED on it
+(evidence of an attack, e.g. a static picture; not merely "no blink yet"), the attempt counts as a spoof:
+a photo pulled away before the last frame must still count toward lockout.
 """
 
 from __future__ import annotations
@@ -163,9 +164,9 @@ class AttemptDecider:
             return Decision(Outcome.PENDING, "gathering")
         scores: dict[str, float] = {}
         if self.liveness is not None:
-            live, reason, scores = self.check_liveness(att.observations[-self.rules.max_frames_per_attempt:])
+            live, reason, scores, attack = self.check_liveness(att.observations[-self.rules.max_frames_per_attempt:])
             if not live:
-                if not reason.startswith("too_few_frames"):  # a failed verdict, not a lack of input
+                if attack:  # a check FAILED (evidence of an attack), not merely "no blink yet"
                     att.liveness_failures += 1
                     att.last_liveness_reason = reason
                 if len(att.observations) < self.rules.max_frames_per_attempt:
@@ -194,8 +195,9 @@ class AttemptDecider:
             return Decision(Outcome.REFUSED, d.reason, r.user_id, float(r.score), ls)
         return Decision(Outcome.GRANTED, f"score={r.score:.3f}", r.user_id, float(r.score), ls)
 
-    def check_liveness(self, observations: Sequence[Observation]) -> tuple[bool, str, dict[str, float]]:
-        """(live, reason, scores) of the liveness policy over these frames."""
+    def check_liveness(self, observations: Sequence[Observation]) -> tuple[bool, str, dict[str, float], bool]:
+        """(live, reason, scores, attack) of the liveness policy over these frames; ``attack``: some check
+        FAILED (evidence of a presentation attack), as opposed to checks that saw no evidence yet."""
         pad = getattr(self.liveness, "pad_model", None)
         for o in observations:  # score each frame's PAD once, not on every re-check of a growing attempt
             f = o.liveness
@@ -204,10 +206,13 @@ class AttemptDecider:
         frames = [o.liveness for o in observations if o.liveness is not None]
         min_frames = int(getattr(self.liveness.config, "min_frames", 3))
         if len(frames) < min_frames:
-            return False, f"too_few_frames:{len(frames)}", {}
+            return False, f"too_few_frames:{len(frames)}", {}, False
         d = self.liveness.decide(frames)
         scores = {k: float(v) for k, v in dict(d.scores).items() if isinstance(v, (int, float))}
-        return bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores
+        from firmware.vision.liveness import Verdict
+
+        attack = any(c.verdict is Verdict.FAIL for c in d.checks.values())
+        return bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores, attack
 
     def decide_frames(self, frames: Sequence[Frame], ctx: Context) -> Decision:
         """One whole attempt over frames captured by someone else (the same rules as the door's loop)."""
