@@ -172,7 +172,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     data.mkdir()
     # the demo is its own "machine": its device secret sits beside (not inside) its data dir
     ks_cfg = KeystoreConfig(scrypt_log2_n=12, device_secret_path=str(tmp / "etc" / "device.secret"))
-    policy = PolicyConfig.from_dict({"base_lockout_s": 4.0})
+    policy = PolicyConfig.from_dict({"base_lockout_s": 5.0})
     n_fail = policy.lockout.max_failures
     cfg = Config(device=DeviceConfig(id="demo-door", data_dir=str(data)),
                  lock=LockConfig(unlock_s=3.0, verify_timeout_s=3.0, denied_s=1.0, fault_retry_initial_s=0.5,

@@ -26,7 +26,7 @@ from typing import Any
 
 from firmware import fsutil
 from firmware.errors import FaceLockError
-from firmware.lock.policy import Lockdown, LockoutConfig, LockoutState
+from firmware.lock.policy import Lockdown, LockoutConfig, LockoutState, budget_lockout_until
 
 log = logging.getLogger("facelock.lockstate")
 
@@ -70,6 +70,7 @@ def to_record(st: LockoutState, lockdown: Lockdown | None, now: Clock) -> dict[s
         "lockout_remaining": round(max(0.0, st.until - now.mono), 6),
         "last_failure_age": None if st.last_failure is None else round(max(0.0, now.mono - st.last_failure), 6),
         "lockdown": None if lockdown is None else lockdown.value,
+        "recent_age": [round(max(0.0, now.mono - t), 6) for t in st.recent],
     }
 
 
@@ -93,6 +94,10 @@ def from_record(d: Any, now: Clock, cfg: LockoutConfig) -> tuple[LockoutState, L
     if not isinstance(ages, list) or len(ages) > 1000:
         raise ValueError("failures_age: expected a list")
     failures = tuple(now.mono - (_num({"a": a}, "a") + elapsed) for a in ages)
+    recent_ages = d.get("recent_age", [])  # absent in files written before the budgets existed
+    if not isinstance(recent_ages, list) or len(recent_ages) > 1000:
+        raise ValueError("recent_age: expected a list")
+    recent = tuple(sorted(now.mono - (_num({"a": a}, "a") + elapsed) for a in recent_ages))
     level = d.get("level")
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 1000:
         raise ValueError(f"level: expected an integer 0..1000, got {level!r}")
@@ -101,7 +106,10 @@ def from_record(d: Any, now: Clock, cfg: LockoutConfig) -> tuple[LockoutState, L
     last = None if lfa is None else now.mono - (_num(d, "last_failure_age") + elapsed)
     mode = d.get("lockdown")
     lockdown = None if mode is None else Lockdown(mode)
-    return LockoutState(failures, level, now.mono + remaining if remaining > 0 else 0.0, last), lockdown
+    until = now.mono + remaining if remaining > 0 else 0.0
+    # a budget lockout (up to a day) is recomputed from the failures themselves, not from the capped remainder
+    until = max(until, budget_lockout_until(recent, cfg)) if recent else until
+    return LockoutState(failures, level, until, last, recent), lockdown
 
 
 def damaged_state(now: Clock, cfg: LockoutConfig) -> LockoutState:

@@ -7,6 +7,12 @@ Lockout is FIDO/Android style: ``max_failures`` free attempts within ``window_s`
 locks out for ``base_lockout_s``.  After a lockout, every further failure (until a success or
 ``reset_after_s`` of quiet) locks out again for ``factor`` times longer, capped at ``max_lockout_s``.
 A brute-force attacker therefore gets a handful of tries, then exponentially fewer per hour.
+
+The window alone can be walked around: one failure every ``window_s / max_failures`` seconds never
+reaches the limit (1 per 15 s was 5,760 failures a day with backoff 0).  So there are two budgets over
+rolling windows as well: ``max_failures_per_hour`` and ``max_failures_per_day``.  Spending a budget locks
+out until its oldest failure leaves the window, so no hour (day) ever sees more failures than its budget.
+Config values that would switch lockout off (a tiny window, a zero lockout) are refused.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class LockoutConfig:
     factor: float = 2.0
     max_lockout_s: float = 3600.0
     reset_after_s: float = 900.0
+    max_failures_per_hour: int = 20
+    max_failures_per_day: int = 60
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class LockoutState:
     level: int = 0
     until: float = 0.0  # monotonic time the current lockout ends
     last_failure: float | None = None
+    #: failures of the last 24 h (newest last, at most max_failures_per_day of them): the budgets' memory
+    recent: tuple[float, ...] = ()
 
 
 def lockout_remaining(st: LockoutState, now: float) -> float:
@@ -58,17 +68,40 @@ def register_failure(st: LockoutState, now: float, cfg: LockoutConfig) -> tuple[
     level = st.level
     if st.last_failure is not None and now - st.last_failure >= cfg.reset_after_s:
         level = 0
+    recent = (tuple(t for t in st.recent if now - t < DAY_S) + (now,))[-cfg.max_failures_per_day:]
+    budget_until = budget_lockout_until(recent, cfg)
     failures = tuple(t for t in st.failures if now - t < cfg.window_s) + (now,)
     if level == 0 and len(failures) < cfg.max_failures:
-        return LockoutState(failures, 0, st.until, now), 0.0
+        if budget_until > now:
+            return LockoutState(failures, 0, max(st.until, budget_until), now, recent), budget_until - now
+        return LockoutState(failures, 0, st.until, now, recent), 0.0
     level += 1
     duration = min(cfg.base_lockout_s * cfg.factor ** (level - 1), cfg.max_lockout_s)
-    return LockoutState((), level, now + duration, now), duration
+    until = max(now + duration, budget_until)
+    return LockoutState((), level, until, now, recent), until - now
 
 
-def register_success(_st: LockoutState) -> LockoutState:
-    """A granted attempt clears failures and the backoff level."""
-    return LockoutState()
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+
+def budget_lockout_until(recent: tuple[float, ...], cfg: LockoutConfig) -> float:
+    """When the hourly/daily budgets allow the next attempt (0 when neither is spent).
+
+    ``recent`` is sorted oldest first.  A budget of B is spent when the last B failures all lie within
+    its window; the next attempt is then allowed once the oldest of them leaves it.
+    """
+    until = 0.0
+    for budget, span in ((cfg.max_failures_per_hour, HOUR_S), (cfg.max_failures_per_day, DAY_S)):
+        if len(recent) >= budget and recent[-1] - recent[-budget] < span:
+            until = max(until, recent[-budget] + span)
+    return until
+
+
+def register_success(st: LockoutState) -> LockoutState:
+    """A granted attempt clears failures and the backoff level; the budgets keep their memory (a
+    colleague's unlock between an attacker's tries must not give the attacker a fresh day)."""
+    return LockoutState(recent=st.recent)
 
 
 @dataclass(frozen=True)
@@ -118,6 +151,29 @@ def window_from_dict(key: str, d: Any) -> Window:
                   _parse_time(f"{key}.end", d.get("end", "00:00")))
 
 
+#: Bounds that keep lockout switched on: values outside them would let a steady trickle of failures
+#: (or a burst) through, so they are refused at load time rather than trusted.
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "max_failures": (1, 20),
+    "max_failures_per_hour": (1, 200),
+    "max_failures_per_day": (1, 1000),
+}
+FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
+    "window_s": (30.0, 86400.0),
+    "base_lockout_s": (5.0, 86400.0),
+    "factor": (1.0, 10.0),
+    "max_lockout_s": (5.0, 7 * 86400.0),
+    "reset_after_s": (30.0, 7 * 86400.0),
+}
+FLOAT_WHY = {
+    "window_s": "shorter windows never collect max_failures",
+    "base_lockout_s": "a shorter lockout is no lockout",
+    "factor": "backoff never shrinks",
+    "max_lockout_s": "seconds",
+    "reset_after_s": "seconds",
+}
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     lockout: LockoutConfig = field(default_factory=LockoutConfig)
@@ -132,27 +188,35 @@ class PolicyConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> PolicyConfig:
         d = dict(d)
         known = {"max_failures", "window_s", "base_lockout_s", "factor", "max_lockout_s", "reset_after_s",
-                 "admins", "schedule", "lockdown", "remote_lockdown"}
+                 "max_failures_per_hour", "max_failures_per_day", "admins", "schedule", "lockdown",
+                 "remote_lockdown"}
         for k in d:
             if k not in known:
                 raise ConfigError(f"policy.{k}: unknown key (allowed: {', '.join(sorted(known))})")
         lk = LockoutConfig()
         vals: dict[str, Any] = {}
-        for name in ("max_failures",):
+        for name, (lo, hi) in INT_BOUNDS.items():
             if name in d:
                 v = d[name]
-                if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 100:
-                    raise ConfigError(f"policy.{name}: expected an integer 1..100, got {v!r}")
+                if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                    raise ConfigError(f"policy.{name}: expected an integer {lo}..{hi}, got {v!r}")
                 vals[name] = v
-        for name in ("window_s", "base_lockout_s", "factor", "max_lockout_s", "reset_after_s"):
+        for name, (lo, hi) in FLOAT_BOUNDS.items():
             if name in d:
                 v = d[name]
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
-                    raise ConfigError(f"policy.{name}: expected a positive number, got {v!r}")
-                if name == "factor" and v < 1:
-                    raise ConfigError(f"policy.factor: must be >= 1 (backoff never shrinks), got {v!r}")
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+                    raise ConfigError(f"policy.{name}: expected a number {lo:g}..{hi:g} ({FLOAT_WHY[name]}), "
+                                      f"got {v!r}")
                 vals[name] = float(v)
         lk = replace(lk, **vals)
+        if lk.max_lockout_s < lk.base_lockout_s:
+            raise ConfigError(f"policy.max_lockout_s: must be >= base_lockout_s ({lk.base_lockout_s:g}), "
+                              f"got {lk.max_lockout_s:g}")
+        if lk.max_failures_per_day < lk.max_failures_per_hour:
+            raise ConfigError(f"policy.max_failures_per_day: must be >= max_failures_per_hour "
+                              f"({lk.max_failures_per_hour}), got {lk.max_failures_per_day}")
+        if lk.reset_after_s < lk.window_s:
+            raise ConfigError(f"policy.reset_after_s: must be >= window_s ({lk.window_s:g}), got {lk.reset_after_s:g}")
         admins = d.get("admins", [])
         if not isinstance(admins, list) or not all(isinstance(a, str) and a for a in admins):
             raise ConfigError(f"policy.admins: expected a list of user ids, got {admins!r}")

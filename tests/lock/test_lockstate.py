@@ -123,3 +123,15 @@ def test_controller_restart_keeps_counting_failures(make_harness, stages, tmp_pa
             c.close()
         ctl2.events.close()
         audit2.close()
+
+
+def test_the_budgets_memory_and_a_budget_lockout_survive_a_restart(tmp_path):
+    """A day's failures are saved with the state: a restart neither forgets them nor cuts the lockout."""
+    cfg = LockoutConfig(max_failures_per_hour=3)
+    st = LockoutState()
+    for t in (1000.0, 1100.0, 1200.0):  # three slow failures: the hourly budget is spent
+        st, lock = register_failure(st, t, cfg)
+    assert lock == pytest.approx(1000 + 3600 - 1200)
+    rec = to_record(st, None, Clock(1300.0, 5000.0, "boot-a"))
+    st2, _ = from_record(json.loads(json.dumps(rec)), Clock(50.0, 5100.0, "boot-b"), cfg)  # rebooted
+    assert len(st2.recent) == 3 and lockout_remaining(st2, 50.0) == pytest.approx(3600 - 300 - 100, abs=1e-3)

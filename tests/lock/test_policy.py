@@ -41,7 +41,8 @@ def test_success_and_quiet_reset_the_backoff():
     for i in range(5):
         st, lock = p.register_failure(st, float(i), CFG)
     assert st.level == 1
-    assert p.register_success(st) == p.LockoutState()
+    # a success clears failures, backoff and lockout; the hourly/daily budgets keep their memory
+    assert p.register_success(st) == p.LockoutState(recent=st.recent) and len(st.recent) == 5
     st2, lock = p.register_failure(st, 4.0 + 900, CFG)  # long quiet: free attempts again
     assert lock == 0 and st2.level == 0
 
@@ -97,4 +98,35 @@ def test_lockdown_modes_and_lockout():
 ])
 def test_bad_policy_config_names_the_key(d, key):
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        p.PolicyConfig.from_dict(d)
+
+
+def test_a_steady_trickle_of_failures_is_capped_by_the_hourly_and_daily_budgets():
+    """1 failure / 15 s never reaches 5 in 60 s; the budgets still hold it to <= 20 an hour, 60 a day."""
+    cfg = p.LockoutConfig()
+    st, t, accepted = p.LockoutState(), 0.0, []
+    while t < 86400:
+        if p.lockout_remaining(st, t) > 0:
+            t = st.until  # the attacker waits exactly as long as the lock makes them
+            continue
+        st, _ = p.register_failure(st, t, cfg)
+        accepted.append(t)
+        t += 15.0
+    hours = [sum(1 for a in accepted if h * 3600 <= a < (h + 1) * 3600) for h in range(24)]
+    assert max(hours) <= cfg.max_failures_per_hour
+    assert len(accepted) <= cfg.max_failures_per_day
+    rolling = max(sum(1 for b in accepted if a <= b < a + 3600) for a in accepted)
+    assert rolling <= cfg.max_failures_per_hour
+
+
+@pytest.mark.parametrize(("d", "key"), [
+    ({"window_s": 0.001}, "policy.window_s"),
+    ({"base_lockout_s": 0.01}, "policy.base_lockout_s"),
+    ({"max_failures": 1000}, "policy.max_failures"),
+    ({"max_failures_per_hour": 0}, "policy.max_failures_per_hour"),
+    ({"max_failures_per_hour": 50, "max_failures_per_day": 10}, "policy.max_failures_per_day"),
+    ({"base_lockout_s": 600, "max_lockout_s": 60}, "policy.max_lockout_s"),
+])
+def test_config_values_that_would_disable_lockout_are_refused(d, key):
+    with pytest.raises(ConfigError, match=key):
         p.PolicyConfig.from_dict(d)
