@@ -3,9 +3,9 @@
 Kept in one module so the commands stay thin, and so that when an interface of
 `firmware.keystore` / `firmware.templates` changes, one file follows it.
 
-Keystore backend: the ``[keystore]`` table of the config file when there is
-one; otherwise the TPM when this machine has one (``/dev/tpmrm0``), else the
-file backend.  The file keystore's optional passphrase comes from the
+Keystore backend: resolved by firmware.site, as the daemon resolves it (the
+``[keystore]`` table; else the TPM when this machine has one; else the file
+backend).  The file keystore's optional passphrase comes from the
 variable named by ``keystore.passphrase_env`` as the firmware does it (the
 CLI's own passphrase protects the CA and backups, not the device keystore).
 """
@@ -22,9 +22,6 @@ import numpy as np
 if TYPE_CHECKING:
     from provisioning.datadir import DataDir
 
-TPM_DEVICE = Path("/dev/tpmrm0")
-
-
 def config_path() -> Path | None:
     """The --config of the running command (None outside a click context or when not given)."""
     ctx = click.get_current_context(silent=True)
@@ -33,24 +30,28 @@ def config_path() -> Path | None:
     return ctx.find_root().meta.get("facelock.config") or ctx.meta.get("facelock.config")
 
 
-def keystore_config():
-    """``[keystore]`` of the config file; else the TPM when present; else the file backend."""
-    from firmware.keystore import KeystoreConfig
+def site(dd: DataDir):
+    """The lock's site (firmware.site.open_site) for this command's config and data dir: the same
+    resolution the daemon makes, so the CLI and the lock always use the same keystore."""
+    from firmware.config import Config
+    from firmware.site import open_site
     from provisioning.options import load_config
 
-    cfg = load_config(config_path())
-    if cfg is not None and "keystore" in cfg.sections:
-        return cfg.sections["keystore"]
-    if TPM_DEVICE.exists():
-        return KeystoreConfig(backend="tpm", tpm_tcti=f"device:{TPM_DEVICE}")
-    return KeystoreConfig()
+    return open_site(load_config(config_path()) or Config(), data_dir=dd.root)
+
+
+def keystore_config():
+    """The site's keystore config: ``[keystore]``, else the TPM when there is one, else the file backend."""
+    from firmware.config import Config
+    from firmware.site import open_site
+    from provisioning.options import load_config
+
+    return open_site(load_config(config_path()) or Config()).keystore_config
 
 
 def open_keystore(dd: DataDir):
     """The device keystore under DATA_DIR/keystore (created on first use)."""
-    from firmware.keystore import open_keystore as _open
-
-    return _open(keystore_config(), dd.root)
+    return site(dd).keystore()
 
 
 # --------------------------------------------------------------------------------------- users
