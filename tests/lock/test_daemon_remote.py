@@ -215,3 +215,38 @@ def test_sigkill_does_not_reset_the_failure_counter(tmp_path, calibrated_env):  
         p.communicate(timeout=30)
     with AuditLog(data / "audit.db", readonly=True) as log:
         assert log.verify().ok
+
+
+def test_signed_reset_tamper_clears_a_forced_door_over_mqtt(tmp_path, broker, calibrated_env):  # noqa: F811
+    """door forced -> TAMPER; reset-tamper refused while the door is open; once it is shut, the signed
+    reset-tamper returns the real daemon to IDLE (before, TAMPER ended only with a restart)."""
+    cfg = write_config(tmp_path, extra=mqtt_section(broker), unlock_s=30)
+    data = tmp_path / "data"
+    admin = Admin(broker)
+    p = start(cfg, env=calibrated_env)
+    try:
+        wait_status(data, p.pid, lambda s: s["state"] == "IDLE")
+        r = admin.send("reset-tamper")
+        assert r["ok"] and "no tamper alarm" in r["detail"], r
+        send(data / "sim.sock", "door open")  # opened while locked: forced
+        wait_status(data, p.pid, lambda s: s["state"] == "TAMPER", 10)
+        r = admin.send("reset-tamper")
+        assert not r["ok"] and "door is open" in r["detail"], r
+        assert status(data)["state"] == "TAMPER"
+        send(data / "sim.sock", "door close")
+        time.sleep(0.3)
+        assert status(data)["state"] == "TAMPER"  # closing the door alone does not clear the alarm
+        r = admin.send("reset-tamper")
+        assert r["ok"] and "tamper reset" in r["detail"] and "state=IDLE" in r["detail"], r
+        s = wait_status(data, p.pid, lambda s: s["state"] == "IDLE", 5)
+        assert not s["relay_energized"]
+        assert wait_until(lambda: any(st.get("tamper") is False and st.get("last_event") == "idle"
+                                      for st in admin.states()), 10)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+        admin.close()
+    with AuditLog(data / "audit.db", readonly=True) as log:
+        kinds = [r.kind for r in log.records()]
+        assert "door_forced" in kinds and "tamper_reset" in kinds
+        assert [r for r in log.records() if r.kind == "tamper_reset"][0].data["by"] == "management"
