@@ -51,7 +51,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     from central.service import ServiceConfig, Worker
     from central.simdoor import SimDoor
     from firmware.fleet.door import decide
-    from firmware.lock.stages import build_pipeline
+    from firmware.site import open_site
     from firmware.telemetry.client import TelemetryClient
     from firmware.telemetry.events import make_event
     from firmware.telemetry.outbox import Outbox
@@ -74,7 +74,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     try:
         worker.start()
         console.print("loading the lock's face pipeline (TFLite models, sha256-checked) ...")
-        pipe = build_pipeline()
+        pipe = open_site().pipeline()  # the lock's own pipeline, as a door builds it
         threshold = pipe.threshold()
         for did in ("door-a", "door-b"):
             d = SimDoor(work / did, did)

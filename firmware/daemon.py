@@ -190,6 +190,7 @@ def publish_state(client: Any, port: Any) -> None:
 
 
 def run(cfg: Any, run_for: float | None = None) -> int:
+    from firmware.api.lockport import start_api
     from firmware.hw.camera import open_camera
     from firmware.hw.gpio import LockIO
     from firmware.lock.port import LockPort
@@ -219,6 +220,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     rt = None
     port = None
     telemetry = None
+    api = None
     users = site.users()
     try:
         rt = LockRuntime(cfg, io, lambda: open_camera(cfg.camera), lambda: site.decider(num_threads=1),
@@ -233,6 +235,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
                 from firmware.telemetry.heartbeat import Heartbeat
 
                 heartbeat = Heartbeat(audit, rt.emit, cfg.sections["mqtt"].heartbeat_s, site.data_dir / "heartbeat.json")
+        api = start_api(site, port, events, audit)
         rt.bring_up()
         notify.send(f"READY=1\nSTATUS=state {rt.snap.state.value}")
         t_end = None if run_for is None else time.monotonic() + run_for
@@ -256,6 +259,8 @@ def run(cfg: Any, run_for: float | None = None) -> int:
             if rt is not None:
                 rt.shutdown(str(stop["signal"] or "exit"))
         finally:
+            if api is not None:
+                api.close()
             if telemetry is not None:
                 publish_state(telemetry, port)
                 telemetry.stop()

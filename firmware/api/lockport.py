@@ -1,123 +1,98 @@
-"""Binds the API to the running lock: a read-only view of the controller, and the daemon's start-up.
+"""Binds the API to the running lock through its port (:class:`firmware.lock.port.LockPort`), and the
+daemon's start-up of the API.
 
-The view reads only immutable values the lock loop replaces whole (its state snapshot, the lockout
-state, the lockdown), so an API thread never needs the loop's thread and never waits for it; the hub is
-attached as the controller's attempt listener.  Start-up failures (socket path in use, unwritable
-directory) are logged and audited and leave the door running without the API, as telemetry does.
+The view reads the lock through the port only: :meth:`LockPort.summary` for status (lock-free, so an API
+thread never waits for the lock loop) and :meth:`LockPort.verify` for an attempt decided for the caller
+(no relay; failures count toward the door's lockout once).  Start-up failures (socket path in use,
+unwritable directory) are logged and audited and leave the door running without the API, as telemetry
+does.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
-from firmware.api.attempts import VerifyHub
+from firmware.api.attempts import answer
 from firmware.api.config import ApiConfig
 from firmware.api.protocol import VERSION, ProtocolError, VerifyResult
 from firmware.api.server import ApiServer
 from firmware.api.service import ApiService, Recorder, TemplateDirectory
 from firmware.errors import FaceLockError
+from firmware.lock.statemachine import State
 
 log = logging.getLogger("facelock.api")
 
 
-class ControllerView:
-    def __init__(self, ctl: Any, hub: VerifyHub):
-        self.ctl = ctl
-        self.hub = hub
+class PortView:
+    """The API's view of the lock (firmware.api.service.LockView) over the lock's port."""
+
+    def __init__(self, port: Any):
+        self.port = port
 
     def unavailable(self) -> str | None:
-        from firmware.lock.statemachine import State
-
-        ctl = self.ctl
-        if not ctl.ready or ctl.stages is None:
-            return "starting"
-        if ctl.snap.state is State.FAULT:
-            return "the lock is in FAULT"
+        s = self.port.summary()
+        if not s.ready:
+            return "starting" if s.state is not State.FAULT else "the lock is in FAULT"
+        if s.state in (State.FAULT, State.TAMPER):
+            return f"the lock is in {s.state.value}"
         return None
 
     def lockout_remaining(self) -> float:
-        from firmware.lock import policy as pol
-
-        return pol.lockout_remaining(self.ctl.lockout, self.ctl.clock())
+        return float(self.port.summary().lockout_remaining_s)
 
     def status(self) -> dict[str, Any]:
-        ctl = self.ctl
-        matcher = getattr(ctl.stages, "matcher", None)
+        s = self.port.summary()
         return {
-            "protocol": VERSION, "device": ctl.cfg.device.id, "ready": bool(ctl.ready),
-            "state": ctl.snap.state.value, "available": self.unavailable() is None,
-            "lockdown": ctl.lockdown.value, "failures": len(ctl.lockout.failures),
-            "lockout_remaining_s": round(self.lockout_remaining(), 3),
-            "enrolled": len(matcher) if matcher is not None else 0,
-            "liveness": getattr(ctl.stages, "liveness", None) is not None,
-            "frames_analyzed": ctl.counters.analyzed,
-            "verify_waiting": self.hub.waiting,
-            "verify_run": self.hub.opened,  # verify requests that reached the camera
+            "protocol": VERSION, "device": s.device, "ready": s.ready, "state": s.state.value,
+            "available": self.unavailable() is None, "lockdown": s.lockdown.value, "failures": s.failures,
+            "lockout_remaining_s": round(s.lockout_remaining_s, 3), "enrolled": s.enrolled,
+            "liveness": s.liveness, "frames_analyzed": s.frames_analyzed,
+            "verify_waiting": s.verify_waiting,
+            "verify_run": s.verify_run,  # verify requests that reached the camera
         }
 
     def user_ref(self, user_id: str | None) -> str | None:
-        return self.ctl.user_ref(user_id)
+        return self.port.user_ref(user_id)
 
     def verify(self, wanted: frozenset[str] | None, purpose: str, timeout_s: float,
                progress: Callable[[str], None], gone: Callable[[], bool]) -> VerifyResult:
-        """Wait for the next attempt the door decides (see firmware.api.attempts)."""
-        deadline = time.monotonic() + timeout_s
-        w = self.hub.open(wanted)
-        try:
-            progress("looking")
-            seen = False
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return VerifyResult(False, "timeout")
-                res, now_seen = w.wait(min(left, 0.1), seen)
-                if res is not None:
-                    return res
-                if now_seen and not seen:
-                    seen = True
-                    progress("face_seen")
-                if gone():
-                    raise ProtocolError("malformed", "the caller hung up before the answer")
-        finally:
-            self.hub.close(w)
+        """One attempt decided by the lock for this caller (never the relay)."""
+        progress("looking")
+        v = self.port.verify(purpose, timeout_s, on_face=lambda: progress("face_seen"), gone=gone)
+        if v.decision.reason == "cancelled":
+            raise ProtocolError("malformed", "the caller hung up before the answer")
+        return answer(v.decision, v.attempt_id, wanted)
 
 
 class RunningApi:
-    def __init__(self, server: ApiServer, recorder: Recorder, hub: VerifyHub, ctl: Any):
+    def __init__(self, server: ApiServer, recorder: Recorder):
         self.server = server
         self.recorder = recorder
-        self.hub = hub
-        self.ctl = ctl
 
     def close(self) -> None:
-        if getattr(self.ctl, "attempt_listener", None) is self.hub:
-            self.ctl.attempt_listener = None
         self.server.close()
         self.recorder.flush(2.0)
         self.recorder.close()
 
 
-def start_api(cfg: Any, ctl: Any, events: Any, audit_factory: Callable[[], Any]) -> RunningApi | None:
-    """The API per the config's ``[api]`` section (absent or ``enabled = false``: None).
+def start_api(site: Any, port: Any, events: Any, audit: Any) -> RunningApi | None:
+    """The API per the site config's ``[api]`` section (absent or ``enabled = false``: None).
 
-    ``audit_factory`` opens the API's own connection to the lock's audit log (same file, same chain key),
-    on the API's recorder thread."""
-    api_cfg: ApiConfig | None = cfg.sections.get("api")
+    The API writes its records through its own connection to the lock's audit log (same file, same chain
+    key), opened on its recorder thread; ``audit`` is the lock's own, for the start-up error record."""
+    api_cfg: ApiConfig | None = site.config.sections.get("api")
     if api_cfg is None or not api_cfg.enabled:
         return None
-    hub = VerifyHub()
-    view = ControllerView(ctl, hub)
-    recorder = Recorder(audit_factory, events, view.user_ref)
-    service = ApiService(api_cfg, view, TemplateDirectory(cfg.data_dir, dict(cfg.sections)), recorder)
+    view = PortView(port)
+    recorder = Recorder(site.audit, events, view.user_ref)
+    service = ApiService(api_cfg, view, TemplateDirectory(site), recorder)
     try:
         server = ApiServer(api_cfg, service)
     except FaceLockError as exc:
         recorder.close()
         log.error("Face Security API not started: %s", exc)
-        ctl.audit.append("api_error", reason=str(exc)[:200])
+        audit.append("api_error", reason=str(exc)[:200])
         return None
-    ctl.attempt_listener = hub
-    return RunningApi(server, recorder, hub, ctl)
+    return RunningApi(server, recorder)

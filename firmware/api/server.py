@@ -1,8 +1,8 @@
 """The Face Security API's Unix socket server (protocol: :mod:`firmware.api.protocol`).
 
 Threads: one accepts; each connection gets its own thread, at most ``max_connections`` at once (more
-are answered ``busy`` at once).  None of them touches the lock loop's state: verify waits on the
-:class:`~firmware.api.attempts.VerifyHub`, records go through the Recorder's thread.
+are answered ``busy`` at once).  None of them touches the lock loop's state: verify goes through the
+lock's port (:meth:`firmware.lock.port.LockPort.verify`), records through the Recorder's thread.
 
 Per connection, in this order: the peer's credentials from the kernel (SO_PEERCRED, SO_PEERGROUPS); the
 request, at most MAX_REQUEST_BYTES, which must arrive whole within ``read_timeout_s`` (a client that

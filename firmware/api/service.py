@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from firmware.api.access import Peer, RateLimiter, may_call
@@ -48,20 +47,14 @@ class UserDirectory(Protocol):
 
 
 class TemplateDirectory:
-    """Active users from the template store (names and ids only: nothing is decrypted)."""
+    """Active users from the site's template store (names and ids only: nothing is decrypted)."""
 
-    def __init__(self, data_dir: Path, sections: dict[str, Any]):
-        self.data_dir = data_dir
-        self.sections = sections
+    def __init__(self, site: Any):
+        self.site = site  # firmware.site.Site
 
     def active_users(self) -> list[tuple[str, str]]:
-        from firmware.lock.stages import open_templates
-
-        store = open_templates(self.data_dir, self.sections)
-        try:
+        with self.site.templates() as store:
             return [(u.user_id, u.name) for u in store.list(include_revoked=False)]
-        finally:
-            store.close()
 
 
 @dataclass(frozen=True)

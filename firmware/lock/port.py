@@ -14,6 +14,7 @@ an alarm state, and times out rather than pre-empt it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,11 +100,70 @@ class LockPort:
 
         return self._on_loop(run)
 
-    def verify(self, purpose: str, timeout_s: float = 10.0) -> Decision:
-        """One attempt decided for the caller (no relay); ABANDONED "timeout" when no face came in time."""
+    def verify(self, purpose: str, timeout_s: float = 10.0, on_face: Callable[[], None] | None = None,
+               gone: Callable[[], bool] | None = None) -> Verification:
+        """One attempt decided for the caller (no relay); ABANDONED "timeout" when no face came in time.
+
+        ``on_face`` is called (on this thread) once the caller's attempt has a face; ``gone`` is polled and
+        cancels the request when it turns true (the caller hung up).  Failures count toward the door's
+        lockout, once.
+        """
         req = self._on_loop(lambda: self._rt.request_verification(purpose, timeout_s))
-        if not req.done.wait(timeout_s + self.timeout):
-            req.cancelled = True
-            return Decision(Outcome.ABANDONED, "timeout")
+        end = time.monotonic() + timeout_s + self.timeout
+        told = False
+        while not req.done.wait(0.05):
+            if on_face is not None and not told and req.face_seen.is_set():
+                told = True
+                on_face()
+            if time.monotonic() >= end or (gone is not None and gone()):
+                req.cancelled = True  # the loop drops it (and the attempt it was running) on its next tick
+                return Verification(Decision(Outcome.ABANDONED, "cancelled" if time.monotonic() < end else "timeout"),
+                                    req.attempt_id)
         assert req.decision is not None
-        return req.decision
+        return Verification(req.decision, req.attempt_id)
+
+    # ------------------------------------------------------------------------- lock-free reads
+    def summary(self) -> LockSummary:
+        """What the lock is doing, read without a hand-off to the loop (any thread, never blocks).
+
+        Safe because every field read here is a value the loop replaces whole (its snapshot, the lockout
+        state, the lockdown, the enrolled snapshot, counters ints)."""
+        rt = self._rt
+        dec = rt.decider
+        st = rt.snap
+        return LockSummary(
+            device=rt.cfg.device.id, ready=bool(rt.ready and dec is not None and rt.camera is not None),
+            state=st.state, lockdown=rt.lockdown, failures=len(rt.lockout.failures),
+            lockout_remaining_s=pol.lockout_remaining(rt.lockout, rt.clock()),
+            enrolled=len(dec.enrolled.gallery) if dec is not None else 0,
+            liveness=dec is not None and dec.liveness is not None,
+            frames_analyzed=rt.counters.analyzed, verify_waiting=len(rt._verify), verify_run=rt.counters.verify_run,
+            fault=rt.fault_reason)
+
+    def user_ref(self, user_id: str | None) -> str | None:
+        """The user's audit pseudonym (never a name or id)."""
+        return self._rt.user_ref(user_id)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A caller's attempt: the decider's decision and the id it has in the audit log."""
+
+    decision: Decision
+    attempt_id: str
+
+
+@dataclass(frozen=True)
+class LockSummary:
+    device: str
+    ready: bool  # the camera and the decider are up
+    state: State
+    lockdown: pol.Lockdown
+    failures: int
+    lockout_remaining_s: float
+    enrolled: int
+    liveness: bool
+    frames_analyzed: int
+    verify_waiting: int
+    verify_run: int  # caller verifications that reached the camera
+    fault: str | None

@@ -30,8 +30,9 @@ import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,6 +93,7 @@ class Counters:
     spoof: int = 0
     lockouts: int = 0
     faults: int = 0
+    verify_run: int = 0  # caller verifications that reached the camera (refused ones never do)
     last_decision_ms: float | None = None
 
 
@@ -117,13 +119,18 @@ class _Call:
 
 @dataclass
 class VerifyRequest:
-    """One attempt run on behalf of a caller (the Face Security API): decided, never energising the relay."""
+    """One attempt run on behalf of a caller (the Face Security API): decided, never energising the relay.
+
+    ``face_seen`` is set when the caller's attempt starts (a face in view), ``done`` when it is decided;
+    ``attempt_id`` names it in the audit log and in the caller's answer."""
 
     purpose: str
     expires: float  # monotonic
     done: threading.Event
     decision: Decision | None = None
     cancelled: bool = False
+    face_seen: threading.Event = field(default_factory=threading.Event)
+    attempt_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class LockRuntime:
@@ -166,6 +173,9 @@ class LockRuntime:
         self.decider: AttemptDecider | None = None
         self.attempt: Attempt | None = None
         self._attempt_for: VerifyRequest | None = None  # the attempt runs for a caller, not the door
+        #: the face a caller's attempt was decided on is still in view: the door does not start an attempt
+        #: on it (one face, one decision: a stranger's refusal for the API is not counted again by the door)
+        self._held_face_ts: float | None = None
         self.counters = Counters()
         self.fault_reason: str | None = None
         self._retry_at = 0.0
@@ -421,13 +431,15 @@ class LockRuntime:
                                         if self.lockdown is not pol.Lockdown.NOBODY else "lockdown"))
         else:
             self._verify.append(req)
+            self.counters.verify_run += 1
         return req
 
     def _resolve(self, req: VerifyRequest, d: Decision) -> None:
         req.decision = d
         if d.outcome is not Outcome.ABANDONED or d.reason != "timeout":
             self.audit.append("verify", purpose=req.purpose[:64], outcome=d.outcome.value, reason=d.reason[:200],
-                              user=self.user_ref(d.user_id))
+                              user=self.user_ref(d.user_id), attempt_id=req.attempt_id)
+            self._write_status()
         req.done.set()
 
     def _expire_requests(self, now: float) -> None:
@@ -435,6 +447,8 @@ class LockRuntime:
             if req.cancelled or now >= req.expires:
                 self._verify.remove(req)
                 if self._attempt_for is req:
+                    if self.attempt is not None:  # the face was presented for the caller: not the door's
+                        self._held_face_ts = self.attempt.last_face_ts
                     self._attempt_for, self.attempt = None, None
                 self._resolve(req, Decision(Outcome.ABANDONED, "timeout"))
 
@@ -514,8 +528,10 @@ class LockRuntime:
         att = self.attempt
         if not obs.face:
             # the person went away: the attempt is over (its frames must never be joined to a later face's)
+            if self._held_face_ts is not None and frame.ts - self._held_face_ts > self.decider.rules.face_lost_s:
+                self._held_face_ts = None
             if att is not None and self.decider.face_gone(att, frame.ts):
-                self._finish(att, self.decider.face_lost(att))
+                self._finish(att, self.decider.face_lost(att), in_view=False)
             return
         self.counters.faces += 1
         now = self.clock()
@@ -525,6 +541,10 @@ class LockRuntime:
             pending = [r for r in self._verify if not r.cancelled]
             if pending:  # a caller's attempt: the state machine (and the relay) stay out of it
                 self._attempt_for = pending[0]
+                pending[0].face_seen.set()
+            elif self._held_face_ts is not None:  # the face a caller's attempt was decided on: not the door's
+                self._held_face_ts = frame.ts
+                return
             else:
                 self._attempt_for = None
                 self.feed(Input(Event.FACE_SEEN))
@@ -542,27 +562,18 @@ class LockRuntime:
         if d.final:
             self._finish(att, d)
 
-    def _finish(self, att: Attempt, d: Decision) -> None:
+    def _finish(self, att: Attempt, d: Decision, in_view: bool = True) -> None:
         """Carry out a final decision: for the door (state machine, relay), or for a waiting caller."""
         now = self.clock()
         req, self._attempt_for = self._attempt_for, None
         self.attempt = None
+        if req is not None:
+            self._finish_for_caller(req, att, d, in_view, now)
+            return
         if d.outcome is Outcome.SPOOF:
             self.counters.spoof += 1
         elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED):
             self.counters.denied += 1
-        if req is not None:
-            if d.failure:
-                self.lockout, _ = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)
-                self._save_lockstate()
-                if d.outcome is Outcome.SPOOF:
-                    self._emit("spoof_suspected", reason=d.reason, state=self.snap.state.value)
-            if req in self._verify:
-                self._verify.remove(req)
-            if d.outcome is Outcome.GRANTED and self.users is not None and not self.users.is_active(d.user_id):
-                d = Decision(Outcome.REFUSED, "revoked", d.user_id, d.score)
-            self._resolve(req, d)
-            return
         if d.outcome is Outcome.ABANDONED:
             self.feed(Input(Event.FACE_LOST))
         elif d.outcome is Outcome.SPOOF:
@@ -585,6 +596,42 @@ class LockRuntime:
             self.feed(Input(Event.MATCH, user=d.user_id, reason=d.reason))
             if had_failures:  # after the relay: a crash in between keeps the old count (the safe side)
                 self._save_lockstate()
+
+    def _finish_for_caller(self, req: VerifyRequest, att: Attempt, d: Decision, in_view: bool, now: float) -> None:
+        """A caller's attempt decided: the answer, the shared lockout; never the state machine or the relay.
+
+        A face that left without a decision (and without a failed liveness check) is not an answer: the
+        request waits for the next face until its time is up.  A decided face stays the caller's while it
+        is in view, so the door does not decide it again (a stranger counts once toward the lockout).
+        """
+        if d.outcome is Outcome.ABANDONED:
+            return
+        if in_view:
+            self._held_face_ts = att.last_face_ts
+        if d.outcome is Outcome.SPOOF:
+            self.counters.spoof += 1
+        elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED):
+            self.counters.denied += 1
+        if d.failure:
+            self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)
+            self._save_lockstate()
+            if d.outcome is Outcome.SPOOF:
+                self._emit("spoof_suspected", reason=d.reason, state=self.snap.state.value, by="api")
+            if lock_s > 0:
+                self.counters.lockouts += 1
+                self.audit.append("lockout", state=self.snap.state.value, reason=d.reason[:200], lockout_s=lock_s,
+                                  by="api", attempt_id=req.attempt_id)
+                self._emit("lockout", reason=d.reason, state=self.snap.state.value, by="api")
+        if req in self._verify:
+            self._verify.remove(req)
+        if d.outcome is Outcome.GRANTED:
+            if self.users is not None and not self.users.is_active(d.user_id):
+                self.counters.denied += 1
+                d = Decision(Outcome.REFUSED, "revoked", d.user_id, d.score)
+            elif self.lockout != pol.LockoutState():
+                self.lockout = pol.register_success(self.lockout)  # one lockout state, whoever asked
+                self._save_lockstate()
+        self._resolve(req, d)
 
     def _failure(self, event: Event, reason: str, user: str | None, now: float) -> None:
         self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)

@@ -1,12 +1,13 @@
 """`facelock bench api --json`: what the Face Security API's socket costs on top of the attempt itself.
 
-The real lock runs in this process (controller, face pipeline, liveness required, the astronaut enrolled
+The real lock runs in this process (the site's face pipeline, liveness required, the astronaut enrolled
 through the template store, mock GPIO pins, a replay camera at 30 fps showing her live: the head turning
 in 3-D and blinking, with empty frames between appearances) with the real API server on a temporary
-socket.  Each round asks the *same* attempt twice at the same instant: once over the socket
-(``firmware.api.client``: connect, JSON request, peer-credential check, progress lines, JSON answer) and
-once in process (the service's verify path on the same hub, no socket).  Both wait for the same door
-decision (same attempt id), so the waiting cancels out and the difference is the API's overhead:
+socket.  Each round is one verify over the socket (``firmware.api.client``: connect, JSON request,
+peer-credential check, progress lines, JSON answer); the same attempt is also timed inside the server,
+around the service's verify path (``ApiService.run``: the lock's port deciding the caller's attempt, no
+socket).  Both times are of the *same* attempt (same attempt id), so the waiting for the face cancels
+out and the difference is the API's overhead:
 
 - ``socket_ms`` / ``in_process_ms``: round trip from the request to the answer, p50 and p95;
 - ``overhead_ms``: socket minus in-process, per round, p50 and p95;
@@ -16,7 +17,6 @@ decision (same attempt id), so the waiting cancels out and the difference is the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import threading
@@ -40,44 +40,37 @@ def command(as_json: bool, rounds: int) -> None:
     """Verify round trip over the API socket vs. the same attempt in process (p50/p95, ratio)."""
     from gpiozero.pins.mock import MockFactory
 
-    from firmware.api.access import Peer
-    from firmware.api.attempts import VerifyHub
     from firmware.api.client import ApiClient
     from firmware.api.config import ApiConfig
-    from firmware.api.lockport import ControllerView
-    from firmware.api.protocol import Request
+    from firmware.api.lockport import PortView
     from firmware.api.server import ApiServer
     from firmware.api.service import ApiService, Recorder, TemplateDirectory
-    from firmware.audit import AuditLog
     from firmware.config import CameraConfig, Config, DeviceConfig, LockConfig
     from firmware.errors import FaceLockError
     from firmware.hw.camera.replay import ReplayCamera
     from firmware.hw.gpio import LockIO
-    from firmware.keystore import KeystoreConfig, open_keystore
-    from firmware.lock.controller import Controller
-    from firmware.lock.stages import build_pipeline, build_stages, open_event_sink
-    from firmware.templates import TemplateStore
+    from firmware.keystore import KeystoreConfig
+    from firmware.lock.port import LockPort
+    from firmware.lock.runtime import LockRuntime
+    from firmware.site import open_site
     from provisioning import demofaces as df
 
     tmp = Path(tempfile.mkdtemp(prefix="facelock-bench-api-"))
-    os.environ["FACELOCK_DEVICE_SECRET"] = str(tmp / "etc" / "device.secret")  # never the machine's own
     data = tmp / "data"
-    ks = KeystoreConfig(scrypt_log2_n=12)
-    pipe = build_pipeline(num_threads=1)
-    store = TemplateStore(data, open_keystore(ks, data))
-    store.enroll("astronaut", np.stack([pipe.process(f).embedding for f in df.enrolled()]))
-    store.close()
+    # the bench is its own machine: its device secret beside its temp data dir, never the machine's own
+    ks = KeystoreConfig(scrypt_log2_n=12, device_secret_path=str(tmp / "etc" / "device.secret"))
+    cfg = Config(device=DeviceConfig(id="bench-api", data_dir=str(data)),
+                 lock=LockConfig(unlock_s=0.3, denied_s=0.3, liveness="required"),
+                 camera=CameraConfig(backend="replay", source="mem", fps=FPS), sections={"keystore": ks})
+    site = open_site(cfg)
+    pipe = site.pipeline(num_threads=1)
+    with site.templates() as store:
+        store.enroll("astronaut", np.stack([pipe.process(f).embedding for f in df.enrolled()]))
     base = df.near("astronaut")
     rng = np.random.default_rng(0)
     frames = [df.empty(rng=rng) for _ in range(10)] + df.live_person(base, pipe.process(base).primary.mesh.points,
                                                                     30, seed=1)
-    del pipe
-    sections = {"keystore": ks}
-    cfg = Config(device=DeviceConfig(id="bench-api", data_dir=str(data)),
-                 lock=LockConfig(unlock_s=0.3, denied_s=0.3, liveness="required"),
-                 camera=CameraConfig(backend="replay", source="mem", fps=FPS), sections=sections)
-    events = open_event_sink(data, cfg.device.id)
-    hub = VerifyHub()
+    events = site.event_sink()
     made: dict = {}
     built = threading.Event()
     stop = threading.Event()
@@ -85,16 +78,17 @@ def command(as_json: bool, rounds: int) -> None:
     def lock_loop() -> None:
         # the lock's objects belong to its thread (its SQLite connections are thread-bound), as in the daemon
         io = LockIO(cfg.gpio, pin_factory=MockFactory())
-        audit = AuditLog(data / "audit.db")
-        ctl = Controller(cfg, io, lambda: ReplayCamera(frames, fps=FPS, loop=True),
-                         lambda: build_stages(data, sections, num_threads=1, liveness="required"), audit, events)
-        ctl.attempt_listener = hub
-        made["ctl"] = ctl
+        audit = site.audit()
+        users = site.users()
+        rt = LockRuntime(cfg, io, lambda: ReplayCamera(frames, fps=FPS, loop=True),
+                         lambda: site.decider(num_threads=1), audit, events, users=users)
+        made["port"] = LockPort(rt)
         built.set()
         try:
-            ctl.run(stop.is_set)
+            rt.run(stop.is_set)
         finally:
-            ctl.shutdown("bench")
+            rt.shutdown("bench")
+            users.close()
             io.close()
             audit.close()
 
@@ -102,14 +96,24 @@ def command(as_json: bool, rounds: int) -> None:
     loop.start()
     if not built.wait(120):
         raise FaceLockError("the lock did not start")
-    ctl = made["ctl"]
+    port = made["port"]
     api_cfg = ApiConfig(socket=str(tmp / "api.sock"), verify_per_minute=600, requests_per_minute=6000)
-    view = ControllerView(ctl, hub)
-    recorder = Recorder(lambda: AuditLog(data / "audit.db"), events, view.user_ref)
-    service = ApiService(api_cfg, view, TemplateDirectory(data, sections), recorder)
+    view = PortView(port)
+    recorder = Recorder(site.audit, events, view.user_ref)
+    service = ApiService(api_cfg, view, TemplateDirectory(site), recorder)
+    inside: dict[str, float] = {}  # attempt id -> ms inside the server (the service's verify path)
+    run = service.run
+
+    def timed_run(peer, req, progress, gone=lambda: False):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        ans = run(peer, req, progress, gone)
+        if ans.get("attempt_id"):
+            inside[ans["attempt_id"]] = (time.perf_counter() - t0) * 1e3
+        return ans
+
+    service.run = timed_run  # type: ignore[method-assign]
     server = ApiServer(api_cfg, service)
     client = ApiClient(api_cfg.socket)
-    me = Peer(0, 0, 0)
     sock_ms: list[float] = []
     proc_ms: list[float] = []
     same = 0
@@ -118,37 +122,24 @@ def command(as_json: bool, rounds: int) -> None:
         while view.unavailable() is not None and time.monotonic() < end:
             time.sleep(0.1)
         if view.unavailable() is not None:
-            raise FaceLockError(f"the lock did not come up: {view.unavailable()} ({ctl.fault_reason})")
+            raise FaceLockError(f"the lock did not come up: {view.unavailable()} ({port.summary().fault})")
         for _ in range(rounds):
-            out: dict = {}
-            go = threading.Barrier(2)
-
-            def over_socket(out: dict = out, go: threading.Barrier = go) -> None:
-                go.wait()
-                t0 = time.perf_counter()
-                r = client.verify(purpose="bench", timeout_s=20)
-                out["socket"] = (time.perf_counter() - t0, r)
-
-            t = threading.Thread(target=over_socket)
-            t.start()
-            go.wait()
             t0 = time.perf_counter()
-            ans = service.run(me, Request("verify", None, "bench", 20.0), lambda _s: None)
-            proc = time.perf_counter() - t0
-            t.join(30)
-            s_dt, s_res = out["socket"]
-            if ans["ok"] and s_res.ok:
-                same += int(ans["attempt_id"] == s_res.attempt_id)
-                sock_ms.append(s_dt * 1e3)
-                proc_ms.append(proc * 1e3)
-            time.sleep(float(rng.uniform(0.0, 0.5)))  # arrive at different phases of the door's cycle
+            r = client.verify(purpose="bench", timeout_s=20)
+            s_dt = (time.perf_counter() - t0) * 1e3
+            if r.ok and r.attempt_id in inside:
+                same += 1
+                sock_ms.append(s_dt)
+                proc_ms.append(inside[r.attempt_id])
+            time.sleep(float(rng.uniform(0.0, 0.5)))  # arrive at different phases of the face's cycle
     finally:
         stop.set()
         loop.join(30)
         server.close()
         recorder.flush(5)
         recorder.close()
-        events.close()
+        if events is not None:
+            events.close()
         shutil.rmtree(tmp, ignore_errors=True)
     if len(sock_ms) < rounds // 2:
         raise FaceLockError(f"only {len(sock_ms)} of {rounds} rounds verified: nothing sound to report")

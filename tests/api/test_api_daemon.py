@@ -31,7 +31,8 @@ uid = 0
 uid = {NOBODY_UID}
 methods = ["status"]
 """
-POLICY = "max_failures = 3\nwindow_s = 60.0\nbase_lockout_s = 2.0\nfactor = 1.0\nreset_after_s = 5.0"
+# the shortest lockout the lock accepts (firmware.lock.policy bounds: base_lockout_s >= 5, reset_after_s >= window_s)
+POLICY = "max_failures = 6\nwindow_s = 60.0\nbase_lockout_s = 5.0\nfactor = 1.0\nreset_after_s = 60.0"
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +81,17 @@ def test_a_stranger_is_refused_and_counted_toward_the_shared_lockout(lock):
     # refused; on this loaded 2-core machine liveness sometimes refuses the synthetic live stranger first
     # (frames dropped), which is a refusal too; the next attempts must show he is not recognised
     assert not res.ok and res.reason in ("no_match", "spoof_suspected") and res.user_id is None, res
-    assert lock.status_file()["failures"] >= before + 1  # the door's own lockout counter
+    s = lock.status_file()  # the door's own lockout counter (the door may have tried him too before the request)
+    assert s["failures"] >= before + 1 or s["lockout_remaining_s"] > 0, s
     reasons = [res.reason]
     while "no_match" not in reasons and len(reasons) < 3:
         reasons.append(client(lock).verify(user="alice", purpose="test", timeout_s=20).reason)
     assert "no_match" in reasons, reasons
     # the stranger keeps trying: the lock locks out, and a verify is refused at once, camera untouched
+    for _ in range(6):
+        if client(lock).status()["lockout_remaining_s"] > 0.5:
+            break
+        client(lock).verify(user="alice", purpose="test", timeout_s=20)
     lock.wait_status(lambda s: s["lockout_remaining_s"] > 0.5, 30)
     run_before = client(lock).status()["verify_run"]
     t0 = time.monotonic()
@@ -250,7 +256,9 @@ def test_facelock_verify_cli(lock):
     lock.calm()
     lock.show("stranger")
     p = _cli(lock, "--user", "alice", "--timeout", "20")
-    assert p.returncode == 3 and "not recognised" in p.stdout, (p.stdout, p.stderr)
+    # refused (exit 3); as in the stranger test above, liveness may refuse the synthetic live stranger first
+    assert p.returncode == 3 and ("not recognised" in p.stdout or "liveness check failed" in p.stdout), \
+        (p.stdout, p.stderr)
     assert "Looking for alice" in p.stderr
     p = _cli(lock, "--socket", str(lock.sock_dir / "missing.sock"))
     assert p.returncode == 1 and p.stderr.startswith("facelock: error: no Face Security API")

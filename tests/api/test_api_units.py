@@ -1,5 +1,5 @@
 """The API's pure parts without a daemon: protocol decoding, [api] config, access rules, rate limits, the
-verify answer to a door outcome, and the service's refusals (a fake lock that must never be asked)."""
+verify answer to the lock's decision, and the service's refusals (a fake lock that must never be asked)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from firmware.api.config import AllowRule, ApiConfig
 from firmware.api.protocol import ProtocolError, decode_request
 from firmware.api.service import ApiService, Recorder
 from firmware.config_errors import ConfigError
+from firmware.lock.decider import Decision, Outcome
 
 
 def test_a_good_verify_request_round_trips():
@@ -69,25 +70,23 @@ def test_rate_limit_is_a_sliding_window_and_refusals_do_not_count():
 
 
 def test_the_answer_never_names_another_user_nor_leaks_liveness_scores():
-    o = attempts.Outcome(True, "ok", "bob", {"match": 0.91234, "pad.attack_score": 0.01})
-    assert attempts.answer(o, None).to_wire()["scores"] == {"match": 0.91}
-    wrong = attempts.answer(o, frozenset({"alice"}))
+    ok = Decision(Outcome.GRANTED, "score=0.912", "bob", 0.91234, {"pad.attack_score": 0.01})
+    assert attempts.answer(ok, "a1", None).to_wire()["scores"] == {"match": 0.91}
+    assert attempts.answer(ok, "a1", None).attempt_id == "a1"
+    wrong = attempts.answer(ok, "a1", frozenset({"alice"}))
     assert (wrong.ok, wrong.reason, wrong.user_id) == (False, "wrong_user", None)
-    spoof = attempts.answer(attempts.Outcome(False, "spoof_suspected", None, {}), frozenset({"alice"}))
-    assert (spoof.ok, spoof.reason) == (False, "spoof_suspected")
-    sched = attempts.answer(attempts.Outcome(False, "schedule", "alice", {}), frozenset({"alice"}))
+    spoof = attempts.answer(Decision(Outcome.SPOOF, "liveness:pad", None, None, {"pad": 0.9}), "a2",
+                            frozenset({"alice"}))
+    assert (spoof.ok, spoof.reason, spoof.scores) == (False, "spoof_suspected", {})
+    sched = attempts.answer(Decision(Outcome.REFUSED, "schedule", "alice", 0.8), "a3", frozenset({"alice"}))
     assert (sched.reason, sched.user_id) == ("schedule", "alice")
-
-
-def test_a_waiter_gets_the_first_decision_after_it_opened():
-    hub = attempts.VerifyHub()
-    hub.attempt_decided(True, "ok", "alice", {})  # before: not for this request
-    w = hub.open(None)
-    hub.attempt_started()
-    assert w.wait(1.0) == (None, True)
-    hub.attempt_decided(False, "no_match", None, {"match": 0.1})
-    res, _ = w.wait(1.0, True)
-    assert res is not None and res.reason == "no_match" and hub.waiting == 0
+    # revoked between load and relay: just "not recognised", never the user
+    rev = attempts.answer(Decision(Outcome.REFUSED, "revoked", "alice", 0.8), "a4", None)
+    assert (rev.ok, rev.reason, rev.user_id) == (False, "no_match", None)
+    assert attempts.answer(Decision(Outcome.ABANDONED, "timeout"), "a5", None).reason == "timeout"
+    for o in Outcome:
+        d = Decision(o, "lockout" if o is Outcome.REFUSED else "x", "bob" if o is Outcome.GRANTED else None, 0.5)
+        assert attempts.answer(d, "x", None).reason in protocol.VERIFY_REASONS
 
 
 class ExplodingLock:

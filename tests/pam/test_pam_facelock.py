@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="installs PAM service 
 SERVICE = "facelock-test"
 FALLBACK = "facelock-test-fallback"
 CONTROL = "[success=done authinfo_unavail=ignore user_unknown=ignore default=die]"
-POLICY = "max_failures = 50\nbase_lockout_s = 2.0"
+POLICY = "max_failures = 20\nbase_lockout_s = 5.0"  # the loosest lockout the lock accepts (policy bounds)
 DENY = "auth requisite pam_deny.so"
 PERMIT = "auth required pam_permit.so"  # stands for the password module
 
