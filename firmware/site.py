@@ -264,15 +264,19 @@ class Site:
         override and the 1:N margin; otherwise the manifest's calibrated values are used.
         """
         pipe = self.pipeline(num_threads)
-        try:
-            threshold = pipe.threshold()
-        except FaceLockError as exc:
-            raise ComponentUnavailableError(f"no calibrated match threshold: {exc}") from exc
+
+        def threshold_for(n: int) -> float:
+            # 1:N: with [vision] stranger_far the threshold follows from the gallery size (max(gallery_size, n))
+            try:
+                return float(pipe.threshold(enrolled=n))
+            except FaceLockError as exc:
+                raise ComponentUnavailableError(f"no calibrated match threshold for {n} enrolled: {exc}") from exc
+
         liveness = self.liveness()
         if enrolled is None:
             enrolled = self.users().load(self.embedding_dim())
-        return AttemptDecider(pipe, liveness, enrolled, threshold, pipe.margin(),
-                              AttemptRules.from_lock(self.config.lock))
+        return AttemptDecider(pipe, liveness, enrolled, threshold_for(len(enrolled.gallery)), pipe.margin(),
+                              AttemptRules.from_lock(self.config.lock), threshold_for=threshold_for)
 
 
 def open_site(config: Config | str | Path | None = None, data_dir: Path | str | None = None) -> Site:

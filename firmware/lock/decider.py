@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,16 +124,29 @@ class AttemptRules:
 
 class AttemptDecider:
     """Decides attempts with one face pipeline, one liveness policy (None only when configured off),
-    the enrolled users and the calibrated threshold/margin."""
+    the enrolled users and the calibrated threshold/margin.
+
+    ``threshold_for`` (gallery size -> threshold), when given, is re-applied every time the enrolled users
+    change (:meth:`use`): each enrolled person is one more chance for a stranger to match, so a promise
+    stated per attempt (``[vision] stranger_far``) needs a stricter threshold for a larger gallery.
+    """
 
     def __init__(self, pipeline: Any, liveness: Any, enrolled: Enrolled, threshold: float, margin: float,
-                 rules: AttemptRules | None = None):
+                 rules: AttemptRules | None = None, threshold_for: Callable[[int], float] | None = None):
         self.pipeline = pipeline
         self.liveness = liveness
-        self.enrolled = enrolled
+        self.threshold_for = threshold_for
         self.threshold = float(threshold)
         self.margin = float(margin)
         self.rules = rules or AttemptRules()
+        self.enrolled = enrolled
+        self.use(enrolled)
+
+    def use(self, enrolled: Enrolled) -> None:
+        """Decide from now on against these enrolled users (a reload), with the threshold for their number."""
+        if self.threshold_for is not None:
+            self.threshold = float(self.threshold_for(len(enrolled.gallery)))
+        self.enrolled = enrolled
 
     # ------------------------------------------------------------------------------------- frames
     def observe(self, frame: Frame) -> Observation:

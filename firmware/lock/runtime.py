@@ -480,10 +480,11 @@ class LockRuntime:
         if gen == self.decider.enrolled.generation:
             return False
         enrolled = self.users.load()
-        self.decider.enrolled = enrolled
+        self.decider.use(enrolled)  # and the threshold for the new gallery size
         if self.attempt is not None:  # frames gathered against the old gallery are not decided on the new one
             self.attempt = None
-        self.audit.append("users_reloaded", generation=enrolled.generation, users=len(enrolled.gallery))
+        self.audit.append("users_reloaded", generation=enrolled.generation, users=len(enrolled.gallery),
+                          threshold=round(self.decider.threshold, 4))
         log.info("enrolled users reloaded (generation %d, %d active)", enrolled.generation, len(enrolled.gallery))
         return True
 

@@ -10,7 +10,7 @@ this section only chooses among them and sets device policy::
     # or state the door's promise, from which the threshold follows (1:N: each enrolled person is one
     # more chance for a stranger to match):
     # stranger_far = 1e-5         # a stranger opens the door at most once in 100,000 attempts ...
-    # gallery_size = 20           # ... with this many people enrolled (set it >= the people you enroll)
+    # gallery_size = 20           # ... with at least this many people (the lock uses max(this, enrolled))
     min_face_px = 48
 """
 
@@ -35,7 +35,7 @@ class VisionConfig:
     embedder: str = ""  # "" = the manifest's default embedder
     operating_point: str = "unlock"  # unlock | strict
     stranger_far: float | None = None  # per-attempt promise; the threshold then follows from the FAR curve
-    gallery_size: int = 1  # people the stranger_far promise is made for; threshold(enrolled=n) uses max(this, n)
+    gallery_size: int = 1  # people the stranger_far promise is made for; the lock uses max(this, enrolled)
     threshold: float | None = None  # override of the calibrated threshold (discouraged)
     margin: float | None = None  # 1:N margin; None = the manifest's calibrated margin (0.05 default)
     flip: bool | None = None  # mirror test-time augmentation; None = as calibrated in the manifest
