@@ -76,6 +76,8 @@ class GpioConfig:
     tamper_closed_is_pressed: bool = True
     pull_up: bool = True
     bounce_s: float = 0.05
+    #: holding the exit button this long in TAMPER, door shut and case closed, clears the alarm locally
+    exit_hold_reset_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,8 @@ def _validate(name: str, obj: Any) -> None:
             raise ConfigError(f"{name}.{which[1]}: pin {pins[which[1]]} is also used by {name}.{which[0]}")
         if not 0 <= obj.bounce_s <= 1:
             raise ConfigError(f"{name}.bounce_s: 0..1 s, got {obj.bounce_s}")
+        if not 5 <= obj.exit_hold_reset_s <= 60:  # shorter would clear an alarm on an ordinary exit press
+            raise ConfigError(f"{name}.exit_hold_reset_s: 5..60 s, got {obj.exit_hold_reset_s}")
     elif isinstance(obj, CameraConfig):
         if obj.backend not in ("picamera2", "opencv", "replay"):
             raise ConfigError(f"{name}.backend: expected picamera2, opencv or replay, got {obj.backend!r}")

@@ -160,8 +160,7 @@ def start_telemetry(site: Any, events: Any, rt: Any, port: Any) -> Any:
         with site.templates() as store:
             store.revoke(user_id)
 
-    users = site.users()
-    remote = RemoteCommands(port, revoke=revoke, user_exists=lambda uid: users.exists(uid))
+    remote = RemoteCommands(port, revoke=revoke)
     try:
         client = TelemetryClient(mqtt_cfg, events.outbox, on_command=remote.handle)
         client.start()

@@ -90,7 +90,8 @@ class LockIO:
             bounce = cfg.bounce_s or None
             self.door = (Button(cfg.door_pin, pull_up=cfg.pull_up, bounce_time=bounce, pin_factory=f)
                          if cfg.door_pin != -1 else None)
-            self.exit = (Button(cfg.exit_pin, pull_up=cfg.pull_up, bounce_time=bounce, pin_factory=f)
+            self.exit = (Button(cfg.exit_pin, pull_up=cfg.pull_up, bounce_time=bounce,
+                                hold_time=cfg.exit_hold_reset_s, pin_factory=f)
                          if cfg.exit_pin != -1 else None)
             self.tamper = (Button(cfg.tamper_pin, pull_up=cfg.pull_up, bounce_time=bounce, pin_factory=f)
                            if cfg.tamper_pin != -1 else None)
@@ -134,6 +135,12 @@ class LockIO:
         self._drive(self.cfg.exit_pin, True)
         self._drive(self.cfg.exit_pin, False)
 
+    def simulate_exit_down(self, down: bool) -> None:
+        """Press (True) or release (False) the exit button: held long enough it clears TAMPER."""
+        if self.exit is None:
+            raise GpioError("no exit button configured")
+        self._drive(self.cfg.exit_pin, down)
+
     def simulate_tamper(self, active: bool) -> None:
         if self.tamper is None:
             raise GpioError("no tamper switch configured")
@@ -152,6 +159,7 @@ class LockIO:
             self.door.when_released = lambda: self._emit(Event.DOOR_OPENED if closed_on_press else Event.DOOR_CLOSED)
         if self.exit is not None:
             self.exit.when_pressed = lambda: self._emit(Event.EXIT_PRESSED)
+            self.exit.when_held = lambda: self._emit(Event.EXIT_HELD)  # once per hold (hold_repeat off)
         if self.tamper is not None:
             closed = self.cfg.tamper_closed_is_pressed
             self.tamper.when_pressed = lambda: self._emit(Event.TAMPER_CLEARED if closed else Event.TAMPER)

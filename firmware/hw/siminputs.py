@@ -2,7 +2,8 @@
 
 Why: on mock pins the door contact, exit button and tamper switch exist only inside the daemon's
 process, so a test in another process cannot press them.  This Unix datagram socket accepts
-``exit``, ``door open``, ``door close``, ``tamper on``, ``tamper off`` and drives the *mock pins*
+``exit`` (a press), ``exit down`` / ``exit up`` (hold it), ``door open``, ``door close``, ``tamper on``,
+``tamper off`` and drives the *mock pins*
 (the gpiozero callbacks then fire exactly as they would on hardware).  It is started only when the
 pin factory is gpiozero's MockFactory, so it never exists on a real lock.
 """
@@ -20,7 +21,7 @@ from firmware.hw.gpio import LockIO
 
 log = logging.getLogger("facelock.sim")
 
-ACTIONS = ("exit", "door open", "door close", "tamper on", "tamper off")
+ACTIONS = ("exit", "exit down", "exit up", "door open", "door close", "tamper on", "tamper off")
 
 
 class SimInputServer:
@@ -55,6 +56,8 @@ class SimInputServer:
     def apply(self, msg: str) -> None:
         if msg == "exit":
             self.io.simulate_exit_press()
+        elif msg in ("exit down", "exit up"):
+            self.io.simulate_exit_down(msg == "exit down")
         elif msg in ("door open", "door close"):
             self.io.simulate_door(msg == "door open")
         elif msg in ("tamper on", "tamper off"):

@@ -75,8 +75,10 @@ COMMANDS: dict[str, CommandSpec] = {s.name: s for s in (
     CommandSpec("lock", {}, "_lock", SmCommand.LOCK),
     CommandSpec("unlock", {"duration_s": Arg(lambda x: _num(x) and 0.5 <= x <= 30)}, "_unlock", SmCommand.UNLOCK),
     CommandSpec("lockdown", {"on": Arg(_flag, True)}, "_lockdown", SmCommand.LOCK),
-    CommandSpec("enroll-mode", {"on": Arg(_flag, True), "user_id": Arg(_user_id)}, "_enroll_mode",
-                SmCommand.ENROLL),
+    # enroll-mode only pauses face unlock (ENROLL state, enroll_timeout_s) while someone enrolls with
+    # `facelock users enroll` on the device or at the centre: the door never enrolls from its own camera, so
+    # there is no user to name and a user_id argument is refused (bad_args), not ignored
+    CommandSpec("enroll-mode", {"on": Arg(_flag, True)}, "_enroll_mode", SmCommand.ENROLL),
     CommandSpec("revoke-user", {"user_id": Arg(_user_id, True)}, "_revoke_user"),
     CommandSpec("reset-tamper", {}, "_reset_tamper", SmCommand.RESET),
     CommandSpec("snapshot", {}, "_snapshot"),
@@ -102,14 +104,12 @@ class RemoteCommands:
     """``handle(command) -> detail`` for the telemetry client's ``on_command`` (any thread).
 
     ``revoke``: marks a user revoked in the template store (raises the store's UserNotFoundError for an
-    unknown id); ``user_exists``: whether a user id is enrolled (enroll-mode with a user_id).
+    unknown id).
     """
 
-    def __init__(self, port: LockPort, revoke: Callable[[str], None] | None = None,
-                 user_exists: Callable[[str], bool] | None = None):
+    def __init__(self, port: LockPort, revoke: Callable[[str], None] | None = None):
         self.port = port
         self.revoke = revoke
-        self.user_exists = user_exists
 
     def handle(self, command: Any) -> str:
         spec = COMMANDS.get(str(command.name))
@@ -143,19 +143,15 @@ class RemoteCommands:
         return f"lockdown {st.lockdown.value} ({st.describe()})"
 
     def _enroll_mode(self, spec: CommandSpec, args: dict[str, Any]) -> str:
-        user_id = args.get("user_id")
         if not args["on"]:
             if self.port.status().state is not State.ENROLL:
                 return f"enroll mode was not on ({self.port.status().describe()})"
             _, st = self.port.command(SmCommand.ENROLL_DONE, BY)
             return f"enroll mode off ({st.describe()})"
-        if user_id is not None and (self.user_exists is None or not self.user_exists(str(user_id))):
-            raise CommandRefusedError("refused: no such user")
         step, st = self.port.command(spec.sm_command, BY)
         if step is None or step.row != "enroll_start":
             raise CommandRefusedError(f"refused: enroll mode needs an idle lock, state is {st.state.value}")
-        who = f" for user {user_id}" if user_id is not None else ""
-        return f"enroll mode on{who} for up to {st.enroll_timeout_s:g} s (face unlock paused)"
+        return f"enroll mode on for up to {st.enroll_timeout_s:g} s (face unlock paused)"
 
     def _revoke_user(self, _spec: CommandSpec, args: dict[str, Any]) -> str:
         from firmware.templates import UserNotFoundError

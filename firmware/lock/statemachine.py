@@ -43,6 +43,7 @@ class Event(str, enum.Enum):
     DOOR_OPENED = "door_opened"
     DOOR_CLOSED = "door_closed"
     EXIT_PRESSED = "exit_pressed"
+    EXIT_HELD = "exit_held"  # the exit button held [gpio] exit_hold_reset_s (10 s): the local tamper reset
     TAMPER = "tamper"
     TAMPER_CLEARED = "tamper_cleared"
     TIMER = "timer"
@@ -170,6 +171,10 @@ def _tamper_released(s: Snapshot, _i: Input) -> bool:
     return not s.tamper_active
 
 
+def _tamper_released_door_closed(s: Snapshot, _i: Input) -> bool:
+    return not s.tamper_active and not s.door_open
+
+
 def _not_alerted(s: Snapshot, _i: Input) -> bool:
     return not s.held_open_alerted
 
@@ -215,6 +220,11 @@ TABLE: tuple[Row, ...] = (
         alerts=("tamper",), buzzer="alarm", audit="tamper"),
     Row("tamper_reset", (State.TAMPER,), Event.COMMAND, State.IDLE, _tamper_released,
         command=Command.RESET, audit="tamper_reset"),
+    # the local way: someone inside holds the exit button with the door shut and the case closed
+    Row("tamper_reset_local", (State.TAMPER,), Event.EXIT_HELD, State.IDLE, _tamper_released_door_closed,
+        audit="tamper_reset"),
+    Row("tamper_reset_local_refused", (State.TAMPER,), Event.EXIT_HELD, State.TAMPER, keep_timer=True,
+        audit="tamper_reset_refused"),
     # -- the normal unlock path ------------------------------------------------------------------------
     Row("face_seen", (State.IDLE,), Event.FACE_SEEN, State.VERIFYING, timer="verify_timeout_s"),
     Row("granted", (State.VERIFYING,), Event.MATCH, State.UNLOCKED, timer="unlock_s", buzzer="granted",

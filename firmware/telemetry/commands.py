@@ -11,7 +11,7 @@ on another topic.  Checks run cheapest-and-safest first; the nonce is remembered
 and the timestamp are good, so unauthenticated junk cannot fill the nonce table.
 
 Commands and their arguments: the one table, firmware.lock.remote.COMMANDS (lock, unlock {duration_s?},
-lockdown {on}, enroll-mode {on, user_id?}, revoke-user {user_id}, reset-tamper, snapshot).
+lockdown {on}, enroll-mode {on}, revoke-user {user_id}, reset-tamper, snapshot).
 """
 
 from __future__ import annotations

@@ -118,6 +118,13 @@ def test_signed_commands_drive_the_lock_through_a_real_broker(tmp_path, broker, 
         r = admin.send("snapshot")
         assert r["ok"] and r["detail"].startswith("no image") and "state=IDLE" in r["detail"]
 
+        # the door never enrolls from its camera: there is no user to name, and a user_id is refused, not ignored
+        admin.sn.publish(f"facelock/{DEVICE}/cmd/enroll-mode",
+                         sign_command(admin.key, DEVICE, "enroll-mode", {"on": True, "user_id": user_id}))
+        assert admin.sn.wait_for(lambda ms: any(
+            m.topic.endswith("/cmd/result") and json.loads(m.payload)["name"] == "enroll-mode"
+            and json.loads(m.payload)["detail"] == "bad_args" and not json.loads(m.payload)["ok"] for m in ms), 15)
+        assert status(data)["state"] == "IDLE"
         r = admin.send("enroll-mode", {"on": True})
         assert r["ok"] and wait_status(data, p.pid, lambda s: s["state"] == "ENROLL", 5)
         r = admin.send("unlock")  # not from ENROLL: the state machine has no such row

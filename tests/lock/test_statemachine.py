@@ -23,6 +23,8 @@ SCENARIOS: dict[str, tuple[dict, Input]] = {
     "tamper": ({}, Input(Event.TAMPER)),
     "tamper_during_fault": ({}, Input(Event.TAMPER)),
     "tamper_reset": ({}, Input(Event.COMMAND, Command.RESET)),
+    "tamper_reset_local": ({}, Input(Event.EXIT_HELD)),
+    "tamper_reset_local_refused": ({"door_open": True}, Input(Event.EXIT_HELD)),
     "face_seen": ({}, Input(Event.FACE_SEEN)),
     "granted": ({}, Input(Event.MATCH, user="alice")),
     "denied": ({}, Input(Event.NO_MATCH)),
