@@ -1,8 +1,9 @@
 """Behaviour rules over the stored events (the paper's "user behaviour analysis"), beside the monitor's
 per-event alert rules:
 
-    unusual_access   a person granted at a door they never used, or at an hour (UTC, +-1 h) outside their
-                     own history, once they have `min_history` grants
+    unusual_access   a person granted at a door they never used, or at an hour (+-1 h, in the site's time
+                     zone: `central.time_zone`, default the system's) outside their own history, once they
+                     have `min_history` grants
     denial_burst     access_denied at >= `burst_doors` different doors within `burst_window_s`
     silent_door      an active door stored nothing for `silent_after_s` (it sends heartbeats)
 
@@ -16,18 +17,31 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import zoneinfo
 from collections import Counter as Tally
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from central.db import Database
+from central.errors import CentralError
 from central.models import AlertRow, Counter, Door, EventRow
 from provisioning.monitor.rules import Alert
 
 WATERMARK = "behaviour_rowid"
+
+
+def site_zone(name: str = "") -> dt.tzinfo:
+    """The site's time zone: an IANA name ("Europe/Paris"), or "" for the system's own zone."""
+    if not name:
+        local = dt.datetime.now().astimezone().tzinfo
+        return local if local is not None else dt.timezone.utc
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise CentralError(f"central.time_zone: unknown time zone {name[:64]!r}") from None
 
 
 @dataclass(frozen=True)
@@ -37,23 +51,37 @@ class BehaviourConfig:
     burst_window_s: float = 60.0
     silent_after_s: float = 300.0
     batch: int = 5000
+    tz: dt.tzinfo = field(default_factory=site_zone)
 
 
-def hour_of(ts: float) -> int:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).hour
+def hour_of(ts: float, tz: dt.tzinfo) -> int:
+    return dt.datetime.fromtimestamp(ts, tz).hour
 
 
-def unusual_access(history: list[tuple[str, float]], door: str, ts: float, min_history: int) -> str | None:
-    """Why this grant is outside the person's own history (None: it is not, or too little history)."""
-    if len(history) < min_history:
+@dataclass
+class Habits:
+    """One person's grants so far, summarised: how many, at which doors, at which local hours.  Kept
+    incrementally (a fleet's batch holds thousands of grants of the same people)."""
+
+    grants: int = 0
+    doors: set[str] = field(default_factory=set)
+    hours: Tally = field(default_factory=Tally)
+
+    def add(self, door: str, hour: int) -> None:
+        self.grants += 1
+        self.doors.add(door)
+        self.hours[hour] += 1
+
+
+def unusual_access(habits: Habits, door: str, hour: int, min_history: int, zone: str = "") -> str | None:
+    """Why a grant at `door` at local `hour` is outside the person's own habits (None: it is not, or too
+    little history to judge)."""
+    if habits.grants < min_history:
         return None
-    doors = {d for d, _ in history}
-    if door not in doors:
-        return f"first grant at {door} after {len(history)} grants elsewhere"
-    hours = Tally(hour_of(t) for _, t in history)
-    h = hour_of(ts)
-    if not any(hours[(h + k) % 24] for k in (-1, 0, 1)):
-        return f"grant at {h:02d}h UTC, never within an hour of it in {len(history)} grants"
+    if door not in habits.doors:
+        return f"first grant at {door} after {habits.grants} grants elsewhere"
+    if not any(habits.hours[(hour + k) % 24] for k in (-1, 0, 1)):
+        return f"grant at {hour:02d}h ({zone or 'local time'}), never within an hour of it in {habits.grants} grants"
     return None
 
 
@@ -97,26 +125,35 @@ class Analyzer:
 
     def _unusual(self, s: Session, rows: list[EventRow], mark: int) -> list[dict]:
         out = []
+        tz, zone = self.cfg.tz, str(self.cfg.tz)
         grants = [r for r in rows if r.type == "access_granted" and r.user_id]
-        for user in {r.user_id for r in grants}:
-            history = [(d, t) for d, t in s.execute(
-                select(EventRow.device, EventRow.ts).where(EventRow.user_id == user, EventRow.type == "access_granted",
-                                                           EventRow.rowid <= mark)
-                .order_by(EventRow.rowid.desc()).limit(2000))]
+        for user in sorted({r.user_id for r in grants}):
+            habits = Habits()
+            for d, t in s.execute(
+                    select(EventRow.device, EventRow.ts).where(EventRow.user_id == user, EventRow.type == "access_granted",
+                                                               EventRow.rowid <= mark)
+                    .order_by(EventRow.rowid.desc()).limit(2000)):
+                habits.add(d, hour_of(t, tz))
             for r in (g for g in grants if g.user_id == user):
-                why = unusual_access(history, r.device, r.ts, self.cfg.min_history)
+                hour = hour_of(r.ts, tz)
+                why = unusual_access(habits, r.device, hour, self.cfg.min_history, zone)
                 if why:
                     out.append(self._alert("unusual_access", r.device, r.ts, f"{user}: {why}", r.event_id, r.event_id))
-                history.append((r.device, r.ts))
+                habits.add(r.device, hour)
         return out
 
     def _bursts(self, s: Session, rows: list[EventRow]) -> list[dict]:
         out = []
         w = self.cfg.burst_window_s
-        for r in (r for r in rows if r.type == "access_denied"):
-            denials = list(s.execute(select(EventRow.ts, EventRow.device).where(
-                EventRow.type == "access_denied", EventRow.ts.between(r.ts - w, r.ts))))
-            doors = denial_burst(denials, r.ts, w, self.cfg.burst_doors)
+        denied = [r for r in rows if r.type == "access_denied"]
+        if not denied:
+            return out
+        # one query for the batch's whole span; each denial then looks at its own window
+        window = list(s.execute(select(EventRow.ts, EventRow.device).where(
+            EventRow.type == "access_denied", EventRow.ts.between(min(r.ts for r in denied) - w,
+                                                                  max(r.ts for r in denied)))))
+        for r in denied:
+            doors = denial_burst(window, r.ts, w, self.cfg.burst_doors)
             if doors:
                 bucket = int(r.ts // w)
                 out.append(self._alert("denial_burst", "*", r.ts,

@@ -92,34 +92,86 @@ class SqlMonitorStore:
 
     def advance_seqs(self, firsts: dict[str, int], now: float) -> None:
         """After a batch: move each device's contiguous mark over what is stored; note when a gap opens.
-        Rows are locked (FOR UPDATE on PostgreSQL) so several workers move one mark in turn."""
+
+        Set-based, because a fleet's batch names hundreds of devices: one upsert makes the missing marks,
+        one SELECT ... FOR UPDATE locks them (in device order, so several workers move them in turn and
+        never deadlock), one query reads every stored seq above every mark (the index on (device, seq);
+        without a gap that is just this batch's events), and the moved marks are written in one flush.
+        (Per device queries managed about 200 events/s for 1,000 doors.)"""
         if not firsts:
             return
+        devices = sorted(firsts)
+        if self.db.is_postgres:
+            self._advance_pg(devices, [firsts[d] for d in devices], now)
+            return
         with self.db.session() as s:
-            for device in sorted(firsts):
-                s.execute(self._insert(SeqMark).values(device=device, contiguous=firsts[device] - 1, tries=0,
-                                                       alerted=0).on_conflict_do_nothing(index_elements=["device"]))
-                mark = s.get(SeqMark, device, with_for_update=True)
-                self._advance(s, mark, now)
+            for i in range(0, len(devices), 500):
+                chunk = devices[i:i + 500]
+                s.execute(self._insert(SeqMark).values([
+                    {"device": d, "contiguous": firsts[d] - 1, "tries": 0, "alerted": 0} for d in chunk])
+                    .on_conflict_do_nothing(index_elements=["device"]))
+                marks = {m.device: m for m in s.scalars(select(SeqMark).where(SeqMark.device.in_(chunk))
+                                                        .order_by(SeqMark.device).with_for_update())}
+                above: dict[str, list[int]] = {}
+                for device, seq in s.execute(
+                        select(EventRow.device, EventRow.seq).join(SeqMark, SeqMark.device == EventRow.device)
+                        .where(SeqMark.device.in_(chunk), EventRow.seq > SeqMark.contiguous)
+                        .order_by(EventRow.device, EventRow.seq)):
+                    above.setdefault(device, []).append(seq)
+                for device in chunk:
+                    self._move(marks[device], above.get(device, ()), now)
+
+    # PostgreSQL: the same walk as `_move`, for every device of the batch in one statement.  Stored seqs
+    # above a mark are contiguous with it while seq - dense_rank() (over the device's seqs above the mark)
+    # equals the mark; the new mark is the largest such seq; any other seq above it means a gap remains.
+    _PG_MARKS = ("insert into seqs(device, contiguous, tries, alerted) select d, f - 1, 0, 0 "
+                 "from unnest(%s::varchar[], %s::bigint[]) as t(d, f) on conflict (device) do nothing")
+    _PG_ADVANCE = """
+        with m as (select device, contiguous, gap_since from seqs where device = any(%(devices)s)
+                   order by device for update),
+        a as (select e.device, e.seq,
+                     e.seq - dense_rank() over (partition by e.device order by e.seq) - m.contiguous as off
+              from events e join m on e.device = m.device where e.seq > m.contiguous),
+        n as (select m.device, m.contiguous as old, m.gap_since as since,
+                     coalesce(max(a.seq) filter (where a.off = 0), m.contiguous) as c,
+                     coalesce(bool_or(a.off <> 0), false) as later
+              from m left join a on a.device = m.device group by m.device, m.contiguous, m.gap_since),
+        k as (select device, c, later, (not later) or c <> old or since is null as fresh from n)
+        update seqs s set contiguous = k.c,
+               gap_since = case when not k.later then null when k.fresh then %(now)s else s.gap_since end,
+               tries = case when k.fresh then 0 else s.tries end,
+               alerted = case when k.fresh then 0 else s.alerted end
+        from k where s.device = k.device and (k.c <> s.contiguous or (k.later and s.gap_since is null)
+              or (not k.later and (s.gap_since is not null or s.tries <> 0 or s.alerted <> 0)))"""
+
+    def _advance_pg(self, devices: list[str], firsts: list[int], now: float) -> None:
+        with self.db.session() as s:
+            cur = s.connection().connection.cursor()
+            cur.execute(self._PG_MARKS, [devices, firsts])
+            cur.execute(self._PG_ADVANCE, {"devices": devices, "now": now})
+            cur.close()
 
     @staticmethod
-    def _advance(s, mark: SeqMark, now: float) -> None:
+    def _move(mark: SeqMark, seqs, now: float) -> None:
+        """Advance `mark` over `seqs` (the stored seqs above it, ascending); start or clear its gap clock."""
         c = start = mark.contiguous
-        while True:
-            seqs = list(s.scalars(select(EventRow.seq).where(EventRow.device == mark.device, EventRow.seq > c)
-                                  .order_by(EventRow.seq).limit(2000)))
-            moved = False
-            for seq in seqs:
-                if seq != c + 1:
-                    break
-                c, moved = seq, True
-            if not moved or len(seqs) < 2000 or seqs[-1] != c:
+        later = False
+        for seq in seqs:
+            if seq == c + 1:
+                c = seq
+            elif seq > c + 1:
+                later = True
                 break
-        later = s.scalar(select(EventRow.seq).where(EventRow.device == mark.device, EventRow.seq > c).limit(1))
-        if later is None:
-            mark.contiguous, mark.gap_since, mark.tries, mark.alerted = c, None, 0, 0
+        if not later:
+            if (c, mark.gap_since, mark.tries, mark.alerted) != (start, None, 0, 0):
+                mark.contiguous, mark.gap_since, mark.tries, mark.alerted = c, None, 0, 0
         elif c != start or mark.gap_since is None:
             mark.contiguous, mark.gap_since, mark.tries, mark.alerted = c, now, 0, 0  # a new gap: clock starts
+
+    def _advance(self, s, mark: SeqMark, now: float) -> None:
+        seqs = s.scalars(select(EventRow.seq).where(EventRow.device == mark.device, EventRow.seq > mark.contiguous)
+                         .order_by(EventRow.seq))
+        self._move(mark, seqs, now)
 
     @staticmethod
     def _ranges(s, device: str, contiguous: int, limit: int = 16) -> list[list[int]]:

@@ -45,6 +45,7 @@ class ServiceConfig:
     denied_window_s: float = 60.0
     offline_after_s: float = 120.0
     webhook_url: str = ""  # every alert (monitor rules and behaviour rules) POSTed as JSON
+    time_zone: str = ""  # the site's IANA zone for the behaviour rules' hours ("" = the system's zone)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base: Path | None = None) -> ServiceConfig:
@@ -82,7 +83,10 @@ class Worker:
         from provisioning.monitor.config import MonitorConfig
         from provisioning.monitor.service import MonitorService
 
+        from central.behaviour import site_zone
+
         self.cfg = cfg
+        self.zone = site_zone(cfg.time_zone)  # an unknown zone is refused before anything starts
         self.centre = Centre(cfg.data_dir, cfg.db or None)
         self.notifiers: list = []
         if cfg.webhook_url:
@@ -111,9 +115,9 @@ class Worker:
     def run(self) -> None:
         import time
 
-        from central.behaviour import Analyzer
+        from central.behaviour import Analyzer, BehaviourConfig
 
-        analyzer = Analyzer(self.centre.db)
+        analyzer = Analyzer(self.centre.db, BehaviourConfig(tz=self.zone))
         self.start()
         next_refresh = next_analysis = time.monotonic()
         while not self._stop.wait(0.5):
