@@ -17,9 +17,13 @@ LABEL = b"facelock audit pseudonym v1"
 UNKNOWN = "unknown"
 
 
+#: keystore ids of users' sealed secrets start with this (the one definition; firmware.templates uses it)
+USER_SECRET_PREFIX = "user:"
+
+
 def user_secret_id(user_id: str) -> str:
     """The keystore id of the user's sealed secret (as firmware.templates stores it)."""
-    return f"user:{user_id}"
+    return f"{USER_SECRET_PREFIX}{user_id}"
 
 
 def audit_pseudonym(keystore: Any, user_id: str) -> str:

@@ -203,14 +203,7 @@ class Users:
     # ---- backup ------------------------------------------------------------------------------
     def export_entries(self) -> dict[str, bytes]:
         """A consistent copy of users.db (SQLite online backup), as bytes."""
-        import sqlite3
-
-        mem = sqlite3.connect(":memory:")
-        try:
-            self.store._db.backup(mem)
-            return {"users.db": mem.serialize()}
-        finally:
-            mem.close()
+        return {"users.db": self.store.serialize()}
 
     def import_entries(self, entries: dict[str, bytes]) -> None:
         from provisioning.atomicfile import write_atomic
@@ -235,19 +228,11 @@ class Users:
 
     def stored_bytes_of(self, user_id: str) -> dict[str, bytes]:
         """The at-rest byte strings that belong to one user (for erasure tests and audits)."""
-        import base64
+        from firmware.pseudonym import user_secret_id
 
-        from firmware.keystore import keyfile
-
-        row = self.store._row(user_id)
-        out = {"template ciphertext": bytes(row[7]), "helper ciphertext": bytes(row[8])}
-        ks = self.store.keystore
-        if ks.path.exists():
-            data = keyfile.decode(ks.path.read_bytes(), ks.path)
-            rec = data.keys.get(f"user:{user_id}")
-            if rec is not None:
-                for v, blob in rec.versions.items():  # the keystore file stores blobs base64-encoded
-                    out[f"sealed user secret v{v}"] = base64.b64encode(bytes(blob))
+        out = self.store.stored_ciphertexts(user_id)
+        for v, blob in self.store.keystore.stored_blobs(user_secret_id(user_id)).items():
+            out[f"sealed user secret v{v}"] = blob
         return out
 
 

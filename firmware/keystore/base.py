@@ -16,6 +16,7 @@ completed call had returned for.
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from abc import ABC, abstractmethod
@@ -119,6 +120,15 @@ class Keystore(ABC):
             return result
 
     # ---- the interface -------------------------------------------------------------------------
+    def stored_blobs(self, key_id: str) -> dict[int, bytes]:
+        """Each sealed version of a key as it sits in the keystore file (base64 text, the file's own
+        encoding); {} when the key is absent.  For erasure checks and audits: nothing is unsealed."""
+        data = self._read()
+        rec = data.keys.get(key_id) if data is not None else None
+        if rec is None:
+            return {}
+        return {v: base64.b64encode(bytes(blob)) for v, blob in rec.versions.items()}
+
     def create(self, key_id: str, secret: bytes | None = None) -> int:
         """Store a new key (random 32 bytes unless ``secret`` is given); returns its version, 1."""
         check_key_id(key_id)

@@ -51,6 +51,7 @@ from firmware.biokey import extractor
 from firmware.biokey.errors import HelperDataError, InvalidEmbeddingError
 from firmware.keystore.base import Keystore
 from firmware.keystore.errors import KeyNotFoundError
+from firmware.pseudonym import USER_SECRET_PREFIX, user_secret_id
 from firmware.templates.errors import (
     InvalidNameError,
     InvalidPolicyError,
@@ -137,10 +138,6 @@ def _pack_embeddings(embs: np.ndarray) -> bytes:
 def _unpack_embeddings(raw: bytes) -> np.ndarray:
     k, d = struct.unpack_from(">HH", raw)
     return np.frombuffer(raw, "<f4", count=k * d, offset=4).reshape(k, d).astype(np.float32)
-
-
-def _secret_id(user_id: str) -> str:
-    return f"user:{user_id}"
 
 
 def normalise_embeddings(embeddings: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -247,6 +244,24 @@ class TemplateStore:
                 f"{self.path}: the {field} of user {user_id} fails authentication (altered, or another keystore)"
             ) from None
 
+    def serialize(self) -> bytes:
+        """A consistent copy of users.db as bytes (SQLite's online backup; the backup bundle carries it).
+
+        The templates inside stay encrypted under the keystore: the copy is as protected as the file."""
+        mem = sqlite3.connect(":memory:")
+        try:
+            self._db.backup(mem)
+            return mem.serialize()
+        finally:
+            mem.close()
+
+    def stored_ciphertexts(self, user_id: str) -> dict[str, bytes]:
+        """The at-rest ciphertexts of one user (template, helper data), for erasure checks and audits.
+
+        Nothing is decrypted; UserNotFoundError for an unknown id."""
+        row = self._row(user_id)
+        return {"template ciphertext": bytes(row[7]), "helper ciphertext": bytes(row[8])}
+
     def _row(self, user_id: str) -> tuple:
         rows = self._query(
             "SELECT id, name, status, created, updated, policy, templates_key_version, template, helper "
@@ -274,7 +289,7 @@ class TemplateStore:
         mean = embs.mean(axis=0)
         _, helper = extractor.enroll(mean, self.params)
         user_id = secrets.token_hex(8)
-        self.keystore.create(_secret_id(user_id))  # sealed first: a crash leaves an orphan key, never a user without one
+        self.keystore.create(user_secret_id(user_id))  # sealed first: a crash leaves an orphan key, never a user without one
         aead, version = self._aead()
         now = _now()
         with self._tx() as db:
@@ -363,12 +378,12 @@ class TemplateStore:
         except sqlite3.DatabaseError as exc:
             raise TemplateStoreCorruptError(f"{self.path}: VACUUM failed ({exc})") from None
         with contextlib.suppress(KeyNotFoundError):
-            self.keystore.delete(_secret_id(user_id))
+            self.keystore.delete(user_secret_id(user_id))
 
     def purge_orphans(self) -> list[str]:
         """Delete sealed user secrets whose user row is gone (left by a crash mid-enroll/purge)."""
         ids = {r[0] for r in self._query("SELECT id FROM users")}
-        gone = [k for k in self.keystore.list_ids() if k.startswith("user:") and k[5:] not in ids]
+        gone = [k for k in self.keystore.list_ids() if k.startswith(USER_SECRET_PREFIX) and k[len(USER_SECRET_PREFIX):] not in ids]
         for k in gone:
             with contextlib.suppress(KeyNotFoundError):
                 self.keystore.delete(k)
@@ -400,7 +415,7 @@ class TemplateStore:
         user_ids = [r[0] for r in self._query("SELECT id FROM users ORDER BY id")]
         resealed = 0
         for user_id in user_ids:
-            sid = _secret_id(user_id)
+            sid = user_secret_id(user_id)
             try:
                 secret = ks.unseal(sid)
             except KeyNotFoundError:
@@ -446,7 +461,7 @@ class TemplateStore:
                     destroyed.append((TEMPLATES_KEY_ID, v))
         users = {r[0] for r in self._query("SELECT id FROM users")}
         for kid in sorted(ids):
-            if not kid.startswith("user:") or kid[5:] not in users:
+            if not kid.startswith(USER_SECRET_PREFIX) or kid[len(USER_SECRET_PREFIX):] not in users:
                 continue  # orphans are purge_orphans' business
             current = ks.current_version(kid)
             for v in ks.versions(kid):
@@ -491,7 +506,7 @@ class TemplateStore:
         """32-byte key for the user's images = HKDF(sealed user secret || biometric key)."""
         bio = self.biometric_key(user_id, probe_embedding, allow_revoked)
         try:
-            secret = self.keystore.unseal(_secret_id(user_id))
+            secret = self.keystore.unseal(user_secret_id(user_id))
         except KeyNotFoundError:
             raise TemplateStoreCorruptError(f"the sealed secret of user {user_id} is missing from the keystore") from None
         info = f"facelock image key v1|{user_id}".encode()

@@ -409,14 +409,14 @@ def command(pairs_csv, root, json_out, plot, model, manifest, threads, flip, lan
             rep["attempts"] = attempts_report(fs, vectors, pipe, pipe.threshold(), pipe.margin(),
                                               clip_dir if clip_dir.is_dir() else None, fps, frames,
                                               Path(cache_dir) if cache_dir else default_cache_dir(), not quiet)
-    if biokey:  # issue 5: keys from faces (provisioning/biokey_eval.py)
-        from provisioning.biokey_eval import evaluate_biokey, pairs_from_embeddings
+    if biokey:  # issue 5: keys from faces (provisioning/research/biokey_eval.py)
+        from provisioning.research.biokey_eval import evaluate_biokey, pairs_from_embeddings
 
         embeddings = {path: r.embedding for path, r in results.items()}
         bk_pairs = pairs_from_embeddings(pairs.path_a, pairs.path_b, pairs.same, embeddings)
         rep.update(evaluate_biokey(bk_pairs, sets=pairs.sets))
         if holdout:  # t chosen on one identity-disjoint half, the bar judged on the other
-            from provisioning.biokey_eval import holdout_check, split_halves
+            from provisioning.research.biokey_eval import holdout_check, split_halves
 
             try:
                 halves = split_halves(pairs.sets, pairs.identity_a, pairs.identity_b, pairs.folds)

@@ -76,7 +76,7 @@ def run(config_file: str | None, quiet: bool, **opts: object) -> None:
     service = MonitorService(cfg, store, notifiers)
 
     def _stop(signum, frame):  # noqa: ARG001
-        service._stop.set()
+        service.stop()  # run() is on this thread: stop() only asks it to end
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -1,4 +1,4 @@
-"""provisioning.biokey_eval on generated pairs (and, when ../shared is there, on real faces)."""
+"""provisioning.research.biokey_eval on generated pairs (and, when ../shared is there, on real faces)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from firmware.biokey import BiokeyParams
-from provisioning.biokey_eval import _upper95, entropy_estimate, evaluate_biokey, pairs_from_embeddings
+from provisioning.research.biokey_eval import (
+    _upper95,
+    entropy_estimate,
+    evaluate_biokey,
+    pairs_from_embeddings,
+)
 
 
 def _unit(rng, d=128):
@@ -96,7 +101,7 @@ def test_biokey_on_real_pairs_subset(shared_faces):
 
 # ---- held-out choice of t ------------------------------------------------------------------------
 def test_split_halves_is_identity_disjoint():
-    from provisioning.biokey_eval import DROPPED, TEST, TUNE, split_halves
+    from provisioning.research.biokey_eval import DROPPED, TEST, TUNE, split_halves
 
     sets, ia, ib = [], [], []
     for fold in range(5):  # LFW View-2 order: 600 pairs per fold, identities disjoint between folds
@@ -129,7 +134,7 @@ def test_split_halves_is_identity_disjoint():
 
 def test_bit_distances_match_the_decoder():
     """Regeneration happens exactly when the measured distance is <= t, at every t."""
-    from provisioning.biokey_eval import bit_distances
+    from provisioning.research.biokey_eval import bit_distances
 
     rng = np.random.default_rng(5)
     x = _unit(rng)
@@ -151,7 +156,7 @@ def test_bit_distances_match_the_decoder():
 
 
 def test_choose_t_respects_measured_and_predicted_impostor_rates():
-    from provisioning.biokey_eval import choose_t, predicted_impostor_rate
+    from provisioning.research.biokey_eval import choose_t, predicted_impostor_rate
 
     rng = np.random.default_rng(6)
     n = 511
@@ -167,7 +172,7 @@ def test_choose_t_respects_measured_and_predicted_impostor_rates():
 
 
 def test_holdout_check_on_generated_pairs():
-    from provisioning.biokey_eval import TEST, TUNE, holdout_check
+    from provisioning.research.biokey_eval import TEST, TUNE, holdout_check
 
     rng = np.random.default_rng(7)
     pairs, halves = [], []
@@ -185,7 +190,7 @@ def test_holdout_check_on_generated_pairs():
 
 
 def test_holdout_check_refuses_an_empty_half():
-    from provisioning.biokey_eval import TEST, TUNE, holdout_check
+    from provisioning.research.biokey_eval import TEST, TUNE, holdout_check
 
     rng = np.random.default_rng(8)
     x = _unit(rng)
