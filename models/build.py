@@ -7,7 +7,12 @@ Steps, each checked:
 3. rebuild MobileFaceNet (batch 2, PReLU stored as RELU/ABS/SUB/MUL/ADD) as a batch-1 Keras graph with
    real PReLU layers, verify its output against the original interpreter on real images, and convert it
    to float32, dynamic-range (int8 weights) and, when it keeps cosine >= 0.98 against float, full int8;
-4. write models/manifest.json (keeping calibrated thresholds of models whose sha256 did not change).
+4. rebuild the MiniFASNet anti-spoofing models from the authors' PyTorch weights in
+   ../shared/models-src/silent-face-anti-spoofing/ (models/minifasnet.py; checked against a PyTorch
+   reference), when that folder is present; otherwise the committed files and entries are kept;
+5. write models/manifest.json (keeping calibrated thresholds of models whose sha256 did not change).
+
+``--only pad`` runs step 4 alone and merges its entries into the existing manifest.
 
 Runs in the build-time venv .venv-models (tensorflow-cpu 2.14.1, numpy<2); the device never imports
 TensorFlow.  Representative data for full-int8 calibration comes only from scikit-image's bundled
@@ -45,6 +50,7 @@ PINS = {
 }
 
 MIN_INT8_COSINE = 0.98
+MODELS_SRC = ROOT.parent / "shared" / "models-src"
 
 
 def log(msg: str) -> None:
@@ -347,6 +353,9 @@ def build_manifest(files: dict[str, Path], checks: dict[str, dict]) -> dict:
         prev = old.get("models", {}).get(name, {})
         if prev.get("sha256") == e["sha256"] and "thresholds" in prev:
             e["thresholds"] = prev["thresholds"]  # calibration still valid for this exact file
+    for name, e in old.get("models", {}).items():
+        if e.get("role") == "pad" and name not in entries:
+            entries[name] = e  # MiniFASNet entries: rebuilt by build_pad() when its sources are present
     default_embedder = "mobilefacenet_dynamic"
     return {
         "schema": 1,
@@ -358,14 +367,46 @@ def build_manifest(files: dict[str, Path], checks: dict[str, dict]) -> dict:
     }
 
 
+def build_pad(src_root: Path) -> None:
+    """MiniFASNet -> models/minifasnet_*.tflite, entries merged into models/manifest.json."""
+    sys.path.insert(0, str(MODELS))
+    import minifasnet
+
+    src = src_root / "silent-face-anti-spoofing"
+    if not src.is_dir():
+        log(f"{src} not found: MiniFASNet models not rebuilt (the committed files and entries are kept)")
+        return
+    entries = minifasnet.build(src, MODELS, convert, run_tflite, op_counts, log)
+    mpath = MODELS / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    for name, e in entries.items():
+        p = MODELS / e["file"]
+        e["sha256"] = sha256(p)
+        e["bytes"] = p.stat().st_size
+        log(f"wrote models/{p.name} ({e['bytes']} bytes, sha256 {e['sha256'][:12]})")
+        prev = manifest["models"].get(name, {})
+        if prev.get("sha256") == e["sha256"] and "thresholds" in prev:
+            e["thresholds"] = prev["thresholds"]
+        manifest["models"][name] = e
+    manifest.setdefault("build", {})["torch"] = __import__("torch").__version__
+    mpath.write_text(json.dumps(manifest, indent=2) + "\n")
+    log("merged the MiniFASNet entries into models/manifest.json")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-int8", action="store_true", help="skip the full-int8 embedder")
+    ap.add_argument("--only", choices=["pad"], help="run one step only (pad: the MiniFASNet models)")
+    ap.add_argument("--models-src", type=Path, default=MODELS_SRC,
+                    help="folder with the source weights no registry ships (default ../shared/models-src)")
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(0)
+    if args.only == "pad":
+        build_pad(args.models_src)
+        return
     src = fetch_sources()
     for member, target in (("face_detection_short_range.tflite", "blazeface_short_range.tflite"),
                            ("face_detection_full_range.tflite", "blazeface_full_range.tflite"),
@@ -416,6 +457,7 @@ def main() -> None:
     manifest = build_manifest(files, checks)
     (MODELS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log("wrote models/manifest.json")
+    build_pad(args.models_src)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 """`facelock eval-liveness --root DIR --json OUT`: liveness figures in ISO/IEC 30107-3 terms.
 
-Over a folder laid out like extras/spoof (``nuaa_like/<subject>/{live,spoof}``, ``silent_face_samples/
+Default mode: the PRODUCT's decision.  The shipped ``LivenessPolicy`` and models, unchanged, decide attempts
+built exactly as the daemon builds them (``provisioning.research.liveness_attempts``) from video clips
+(``live/``, ``attack/``), nuaa frame folders and still bursts; BPCER over live attempts, APCER per attack
+type, the time a live person waits until "live" (median/p95), per source the attempts, verdicts and
+reasons.  ``--calibrate`` adds the identity-disjoint figures: every identity decided with thresholds
+fitted on the other identities only (and ``--write-thresholds`` ships the all-identity fit).
+
+``--train`` (the component diagnostic of the texture model), over a folder laid out like extras/spoof (``nuaa_like/<subject>/{live,spoof}``, ``silent_face_samples/
 {real,fake}``):
 - single-frame PAD score, cross-subject: every subject is scored by a model trained on the other subjects
   only; APCER per attack type and BPCER at (a) the pooled BPCER-10 % threshold and (b) thresholds chosen on
@@ -176,20 +183,191 @@ def replay_report(faces: Path, pipe, limit: int | None) -> dict:
     }
 
 
+def _policy_with(base, fasnet_max_attack: float | None = None, static_shape: float | None = None,
+                 static_cos: float | None = None):
+    """The same policy with calibrated thresholds replaced (the identity-disjoint folds)."""
+    from dataclasses import replace
+
+    from firmware.vision.liveness.policy import LivenessPolicy
+
+    th = base.thresholds
+    if fasnet_max_attack is not None:
+        th = replace(th, fasnet=replace(th.fasnet, max_attack=fasnet_max_attack))
+    if static_shape is not None:
+        th = replace(th, static=replace(th.static, max_shape_change=static_shape))
+    if static_cos is not None:
+        th = replace(th, static=replace(th.static, min_embedding_cosine=static_cos))
+    if static_shape is not None:
+        from provisioning.research.liveness_attempts import STATIC_SPAN_S
+
+        th = replace(th, static=replace(th.static, min_span_s=STATIC_SPAN_S))
+    pol = LivenessPolicy(base.config, th, base.pad_model, base.fasnet)
+    return pol
+
+
+def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path | None, fps: float | None,
+                 do_calibrate: bool, write_thresholds: bool, no_cache: bool) -> dict:
+    """The shipped policy over attempts built as the daemon builds them (see the module docstring)."""
+    from firmware.config import Config, load_config
+    from firmware.lock.stages import VisionAnalyzer, build_pipeline
+    from firmware.vision.liveness import LivenessConfig, LivenessPolicy
+    from firmware.vision.liveness.fasnet import FasNet
+    from firmware.vision.manifest import Manifest
+    from provisioning.research import liveness_attempts as la
+
+    cfg = load_config(config) if config is not None else Config()
+    lcfg = cfg.sections.get("liveness") or LivenessConfig()
+    params = la.AttemptParams.from_lock(cfg.lock)
+    sources = la.discover(root, stills, frames_fps=fps or cfg.camera.fps)
+    if not sources:
+        raise click.ClickException(f"nothing to evaluate under {root}: expected live/ and attack/ clips, "
+                                   "nuaa_like/<subject>/{live,spoof} folders, or --stills")
+    policy = LivenessPolicy.from_files(lcfg)
+    # per-frame analysis: the daemon's analyzer; every per-frame score is computed (and cached) once,
+    # whichever checks the configured policy runs, so one cache serves every policy
+    scorer = policy if policy.fasnet is not None else LivenessPolicy(lcfg, policy.thresholds, policy.pad_model,
+                                                                     FasNet.from_manifest())
+    m = Manifest.load()
+    models_id = ",".join(f"{n}:{sp.sha256[:12]}" for n, sp in sorted(m.models.items()))
+    pipe = build_pipeline(1, cfg.sections.get("vision"))
+    analyzer = VisionAnalyzer(pipe)
+    records = {}
+    t0 = time.time()
+    for src in sources:
+        records[src.name] = la.analyze_source(src, analyzer, scorer, fps if src.kind == "video" else None,
+                                              models_id, use_cache=not no_cache)
+    report: dict = {
+        "standard": "ISO/IEC 30107-3: BPCER over live attempts, APCER per attack type (attempt level)",
+        "decision": "the shipped LivenessPolicy and models over attempts built as the daemon builds them",
+        "root": str(root), "attempt_params": params.__dict__,
+        "liveness_config": {k: getattr(lcfg, k) for k in ("required", "any_of", "veto", "min_frames")},
+        "thresholds": {"fasnet": policy.thresholds.fasnet.__dict__, "static": policy.thresholds.static.__dict__,
+                       "motion": policy.thresholds.motion.__dict__},
+        "fps": fps or "each clip's own (frame folders and bursts at [camera] fps)",
+        "analysis_seconds": round(time.time() - t0, 1),
+    }
+    report.update(la.evaluate(sources, records, policy, params))
+    if do_calibrate:
+        window = params.max_frames_per_attempt
+        k = policy.thresholds.fasnet.frames
+        folds = {}
+        per = []
+        stats = la.window_stats(sources, records, window, k)
+        for ident in sorted({s.identity for s in sources}):
+            th = la.calibrate(sources, stats, exclude_identity=ident)
+            pol = _policy_with(policy, th["fasnet_max_attack"], th["static_max_shape_change"],
+                               th["static_min_embedding_cosine"])
+            held = [s for s in sources if s.identity == ident]
+            r = la.evaluate(held, records, pol, params)
+            per.extend(r["sources"])
+            folds[ident] = {k2: round(v, 5) for k2, v in th.items()}
+        full = la.calibrate(sources, stats)
+        report["identity_disjoint"] = {
+            "rule": "each identity decided with thresholds fitted on the other identities only",
+            "summary": la.summarise(per), "sources": per, "folds": folds, "all_identities_fit": full}
+        if write_thresholds:
+            _write_thresholds(policy, full, report["identity_disjoint"]["summary"])
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    _echo(report["summary"], "shipped thresholds")
+    if do_calibrate:
+        _echo(report["identity_disjoint"]["summary"], "identity-disjoint calibration")
+    for s in report["sources"]:
+        outs = [a["outcome"] for a in s["attempts"]]
+        click.echo(f"  {s['name']}: {s['attack_type']}, attempts {len(outs)} "
+                   + ", ".join(f"{o} {outs.count(o)}" for o in sorted(set(outs)))
+                   + (f", first live after {s['time_to_live_s']} s" if s["time_to_live_s"] is not None else ""))
+    click.echo(f"wrote {json_out}")
+    return report
+
+
+def _echo(summary: dict, label: str) -> None:
+    ap = ", ".join(f"{k} {v['apcer'] if v['apcer'] is None else round(v['apcer'], 4)} "
+                   f"({v['accepted']}/{v['attempts']})" for k, v in summary["apcer"].items())
+    b = summary["bpcer"]
+    ttl = summary["time_to_live_s"]
+    click.echo(f"[{label}] BPCER {b if b is None else round(b, 4)} over {summary['live_attempts']} live attempts "
+               f"({summary['live_attempts_refused_as_spoof']} refused as spoof, "
+               f"{summary['live_attempts_inconclusive']} inconclusive); APCER {ap}; time to live median "
+               f"{ttl['median']} s p95 {ttl['p95']} s; never live: {summary['live_sources_never_live']}")
+
+
+def _write_thresholds(policy, fit: dict, summary: dict) -> None:
+    """Ship the all-identity fit (sha256 re-pinned in models/liveness/manifest.json)."""
+    from dataclasses import replace
+
+    from firmware.vision.liveness.pad_model import default_liveness_dir
+    from firmware.vision.liveness.policy import load_verified_json, thresholds_to_json
+    from provisioning.research.liveness_attempts import STATIC_SPAN_S
+
+    d = default_liveness_dir()
+    old = load_verified_json("thresholds", d)
+    th = policy.thresholds
+    th = replace(th, fasnet=replace(th.fasnet, max_attack=round(fit["fasnet_max_attack"], 4)),
+                 static=replace(th.static, max_shape_change=round(fit["static_max_shape_change"], 5),
+                                min_embedding_cosine=round(fit["static_min_embedding_cosine"], 4),
+                                min_span_s=STATIC_SPAN_S))
+    cal = dict(old.get("calibration", {}))
+    cal["product_attempts"] = {"fit": fit, "identity_disjoint_summary": {
+        k: summary[k] for k in ("bpcer", "apcer", "time_to_live_s", "live_attempts")},
+        "by": "facelock eval-liveness --calibrate --write-thresholds"}
+    blob = thresholds_to_json(th, cal).encode()
+    _repin(d, "thresholds", blob)
+
+
+def _repin(d: Path, name: str, blob: bytes) -> None:
+    import hashlib
+
+    from firmware import fsutil
+
+    man = json.loads((d / "manifest.json").read_text())
+    entry = man["files"][name]
+    fsutil.atomic_write(d / entry["file"], blob, 0o644)
+    entry["sha256"] = hashlib.sha256(blob).hexdigest()
+    entry["bytes"] = len(blob)
+    fsutil.atomic_write(d / "manifest.json", (json.dumps(man, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    click.echo(f"wrote {d / entry['file']} (sha256 {entry['sha256'][:12]}) and re-pinned it in {d / 'manifest.json'}")
+
+
 @click.command("eval-liveness")
 @click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="folder laid out like shared/faces/extras/spoof")
+              help="liveness_video folder (live/, attack/), an extras/spoof folder (nuaa_like/), or extras/ "
+                   "holding both")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="write the report here")
+@click.option("--train", "train", is_flag=True,
+              help="component diagnostic: re-train the texture PAD model leave-one-subject-out (old mode)")
+@click.option("--stills", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="images to hold still in front of the lock (still bursts, attack type still_replay)")
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="device config whose [lock]/[liveness] to use (default: the shipped defaults)")
+@click.option("--fps", type=click.FloatRange(min=1.0, max=120.0), default=None,
+              help="present videos at this rate (default: each clip's own)")
+@click.option("--calibrate", "do_calibrate", is_flag=True,
+              help="also report the identity-disjoint (leave-one-identity-out) calibration")
+@click.option("--write-thresholds", is_flag=True,
+              help="with --calibrate: write the all-identity fit to models/liveness/thresholds.json")
+@click.option("--no-cache", is_flag=True, help="recompute every frame (default: cached numbers, no pixels)")
 @click.option("--faces", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="folder with pairs.csv for the replay run (default: ROOT/../.. when it has one)")
-@click.option("--replay-limit", type=click.IntRange(min=1), default=None, help="replay only the first N images")
-@click.option("--no-replay", is_flag=True, help="skip the replay run")
-@click.option("--l2", type=float, default=None, help="PAD regularisation (default: the shipped model's)")
+              help="--train: folder with pairs.csv for the replay run (default: ROOT/../.. when it has one)")
+@click.option("--replay-limit", type=click.IntRange(min=1), default=None, help="--train: replay only N images")
+@click.option("--no-replay", is_flag=True, help="--train: skip the replay run")
+@click.option("--l2", type=float, default=None, help="--train: PAD regularisation (default: the shipped model's)")
 @click.option("--target-bpcer", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.10)
-def command(root: Path, json_out: Path, faces: Path | None, replay_limit: int | None, no_replay: bool,
-            l2: float | None, target_bpcer: float) -> None:
-    """Evaluate liveness (PAD cross-subject, multi-frame attempts, replay bursts) in ISO/IEC 30107-3 terms."""
+def command(root: Path, json_out: Path, train: bool, stills: Path | None, config: Path | None, fps: float | None,
+            do_calibrate: bool, write_thresholds: bool, no_cache: bool, faces: Path | None,
+            replay_limit: int | None, no_replay: bool, l2: float | None, target_bpcer: float) -> None:
+    """The product's liveness decision on real footage (default), or the texture-model diagnostic (--train)."""
+    if train:
+        train_mode(root, json_out, faces, replay_limit, no_replay, l2, target_bpcer)
+        return
+    product_mode(root, json_out, stills, config, fps, do_calibrate, write_thresholds, no_cache)
+
+
+def train_mode(root: Path, json_out: Path, faces: Path | None, replay_limit: int | None, no_replay: bool,
+               l2: float | None, target_bpcer: float) -> None:
+    """``--train``: the texture PAD model re-trained leave-one-subject-out, 4-frame groups, replay bursts.
+    A component diagnostic (it never measures the shipped decision)."""
     from firmware.vision.liveness.pad_model import load_pad_model
     from firmware.vision.liveness.policy import load_thresholds
     from firmware.vision.pipeline import FacePipeline

@@ -41,7 +41,7 @@ def tiny_root(tmp_path, astronaut, monkeypatch):
 
 def test_eval_liveness_cli_on_a_synthetic_folder(tiny_root, tmp_path):
     out = tmp_path / "report.json"
-    res = CliRunner().invoke(main, ["eval-liveness", "--root", str(tiny_root), "--json", str(out)])
+    res = CliRunner().invoke(main, ["eval-liveness", "--train", "--root", str(tiny_root), "--json", str(out)])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     for part in ("single_frame", "multi_frame"):
@@ -55,9 +55,11 @@ def test_eval_liveness_cli_on_a_synthetic_folder(tiny_root, tmp_path):
 
 
 def test_eval_liveness_cli_refuses_a_folder_without_data(tmp_path):
-    res = CliRunner().invoke(main, ["eval-liveness", "--root", str(tmp_path), "--json", str(tmp_path / "o.json"),
-                                    "--no-replay"])
+    res = CliRunner().invoke(main, ["eval-liveness", "--train", "--root", str(tmp_path), "--json",
+                                    str(tmp_path / "o.json"), "--no-replay"])
     assert res.exit_code != 0 and "nuaa_like" in res.output
+    res = CliRunner().invoke(main, ["eval-liveness", "--root", str(tmp_path), "--json", str(tmp_path / "o.json")])
+    assert res.exit_code != 0 and "nothing to evaluate" in res.output
 
 
 @pytest.mark.shared
@@ -65,7 +67,7 @@ def test_eval_liveness_cli_refuses_a_folder_without_data(tmp_path):
 def test_eval_liveness_on_the_research_set(shared_faces, tmp_path, monkeypatch):
     monkeypatch.setenv("FACELOCK_CACHE_DIR", str(tmp_path / "cache"))  # measured from scratch, as on a fresh CI machine
     out = tmp_path / "report.json"
-    res = CliRunner().invoke(main, ["eval-liveness", "--root", str(shared_faces / "extras" / "spoof"),
+    res = CliRunner().invoke(main, ["eval-liveness", "--train", "--root", str(shared_faces / "extras" / "spoof"),
                                     "--json", str(out), "--replay-limit", "40"])
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())

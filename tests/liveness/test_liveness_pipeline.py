@@ -27,8 +27,12 @@ def frames(pipe, images, dt=0.1):
     return out
 
 
-def test_replay_burst_of_a_photo_is_rejected(pipe, astronaut, policy):
-    seq = frames(pipe, synth.replay_burst(astronaut, n=10, seed=3))
+def test_replay_burst_of_a_photo_is_rejected(pipe, astronaut_near, policy):
+    # 1.1 s (static replay judges >= 1 s) of a door-camera-sized face (IOD ~67 px), frozen as a still on a
+    # stand or a frozen screen gives it: sensor noise, sub-pixel jitter.  (A still shaken by +-3 px moves the
+    # mesh by 0.012 IOD, as much as a live person standing still over a second: that case is the learned
+    # PAD model's, which sees the print or the screen; see models/liveness/README.md.)
+    seq = frames(pipe, synth.replay_burst(astronaut_near, n=12, noise_sigma=2.0, max_shift=0.3, seed=3))
     d = policy.decide(seq)
     assert not d.live and d.spoof_suspected
     assert d.checks["static_replay"].verdict is Verdict.FAIL

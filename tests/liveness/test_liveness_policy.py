@@ -32,10 +32,41 @@ TH = LivenessThresholds(StaticReplayThresholds(0.02, 0.95), BlinkThresholds(0.3,
                         pad=0.5)
 
 
-def test_config_defaults_follow_the_issue():
+#: the rule engine's old default (every check in play): still a valid configuration
+ALL_CHECKS = LivenessConfig(required=("static_replay", "same_face"), any_of=("blink", "pad"), veto=("motion",))
+
+
+def test_config_defaults_are_the_measured_policy():
     c = LivenessConfig.from_dict({})
-    assert c.required == ("static_replay", "same_face") and set(c.any_of) == {"blink", "pad"} and c.veto == ("motion",)
+    assert c.required == ("same_face", "fasnet") and c.any_of == () and c.veto == ("static_replay",)
     assert not c.require_ir and not c.challenge
+
+
+def _fas_frames(scores, dt=0.1, move=True):
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0, 100, (468, 3))
+    return [LivenessFrame(landmarks=base + (rng.normal(0, 3, base.shape) if move else 0),
+                          embedding=np.ones(8) + (rng.normal(0, 0.05, 8) if move else 0), fas_score=s, t=i * dt)
+            for i, s in enumerate(scores)]
+
+
+def test_default_policy_fasnet_pass_fail_and_inconclusive():
+    th = LivenessThresholds(StaticReplayThresholds(0.02, 0.95, min_span_s=1.0), BlinkThresholds(0.3, 0.3),
+                            MotionThresholds(0.01, 0.01))
+    pol = LivenessPolicy(LivenessConfig(), th)
+    live = pol.decide(_fas_frames([0.05] * 5))
+    assert live.live and live.checks["fasnet"].verdict is Verdict.PASS
+    # one lucky frame of an attack does not pass: the median of the last 5 decides
+    attack = pol.decide(_fas_frames([0.9, 0.9, 0.01, 0.9, 0.9]))
+    assert not attack.live and attack.attack_evidence and attack.checks["fasnet"].verdict is Verdict.FAIL
+    # too few scored frames: refused, but inconclusive (no check failed) -> not a spoof toward lockout
+    few = pol.decide(_fas_frames([0.05] * 3))
+    assert not few.live and not few.attack_evidence and few.to_event()["attack_evidence"] is False
+    # a frozen face over 0.4 s is not judged static (a still person is that still), over 1.2 s it is
+    short = pol.decide(_fas_frames([0.05] * 5, dt=0.1, move=False))
+    assert short.live and short.checks["static_replay"].verdict is Verdict.UNKNOWN
+    frozen = pol.decide(_fas_frames([0.05] * 13, dt=0.1, move=False))
+    assert not frozen.live and frozen.attack_evidence and frozen.checks["static_replay"].verdict is Verdict.FAIL
 
 
 @pytest.mark.parametrize("d, key", [
@@ -66,8 +97,8 @@ def _frames(pad_scores, n=4, move=False):
     return out
 
 
-def test_policy_default_rules():
-    pol = LivenessPolicy(LivenessConfig(), TH)
+def test_policy_rules_with_every_check():
+    pol = LivenessPolicy(ALL_CHECKS, TH)
     live = pol.decide(_frames([0.1], move=True))
     assert live.live and live.reasons == () and live.checks["pad"].verdict is Verdict.PASS
     static = pol.decide(_frames([0.1], move=False))  # PAD says live, but the frames are frozen
@@ -83,7 +114,9 @@ def test_policy_default_rules():
 
 
 def test_policy_config_overrides_thresholds():
-    pol = LivenessPolicy(LivenessConfig(pad_threshold=0.95), TH)
+    from dataclasses import replace
+
+    pol = LivenessPolicy(replace(ALL_CHECKS, pad_threshold=0.95), TH)
     assert pol.decide(_frames([0.9], move=True)).live
 
 

@@ -117,8 +117,8 @@ def check_blink(frames: Sequence[LivenessFrame], th: BlinkThresholds,
     ears = [eye_aspect_ratio(f.landmarks) for f in frames]
     blinks = set(find_blinks(ears, th))
     scores = {"ear_drop": relative_drop(ears, th.open_quantile)}
-    if all(f.face is not None for f in frames):
-        app = [eye_openness(f.face, f.landmarks) for f in frames]
+    if all(f.openness is not None or f.face is not None for f in frames):
+        app = [f.openness if f.openness is not None else eye_openness(f.face, f.landmarks) for f in frames]
         scores["appearance_drop"] = relative_drop(app, th.open_quantile)
         blinks |= set(find_blinks(app, th, th.min_drop_appearance))
     blinks = sorted(blinks)

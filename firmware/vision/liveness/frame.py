@@ -24,6 +24,10 @@ class LivenessFrame:
     embedding: (D,) face embedding (any scale; compared by cosine), optional.
     face: aligned face crop (H, W, 3) uint8 RGB for the single-frame PAD score, optional.
     pad_score: a PAD score already computed for this frame (skips ``face``), optional.
+    fas_crops: (K, 80, 80, 3) uint8 BGR crops around the detector box for the learned PAD model
+        (``fasnet.fas_crops``), optional; in memory only.
+    fas_score: the learned PAD model's attack score already computed for this frame, optional.
+    openness: the appearance eye openness (``eyes.eye_openness``) already computed from ``face``, optional.
     t: capture time in seconds (monotonic), used only for ordering and the LED challenge.
     led_on: whether the challenge LED was lit for this frame (None when no challenge runs).
     ir: whether the frame came from an IR camera (``require_ir``).
@@ -33,6 +37,9 @@ class LivenessFrame:
     embedding: np.ndarray | None = None
     face: np.ndarray | None = None
     pad_score: float | None = None
+    fas_crops: np.ndarray | None = None
+    fas_score: float | None = None
+    openness: float | None = None
     t: float = 0.0
     led_on: bool | None = None
     ir: bool = False
@@ -57,14 +64,27 @@ class LivenessFrame:
                 raise LivenessInputError(
                     f"face must be an (H>=32, W>=32, 3) uint8 RGB crop, got shape {f.shape} dtype {f.dtype}")
             object.__setattr__(self, "face", f)
-        if self.pad_score is not None:
+        for key in ("pad_score", "fas_score"):
+            v = getattr(self, key)
+            if v is None:
+                continue
             try:
-                p = float(self.pad_score)
+                p = float(v)
             except (TypeError, ValueError) as exc:
-                raise LivenessInputError(f"pad_score must be a number, got {self.pad_score!r}") from exc
+                raise LivenessInputError(f"{key} must be a number, got {v!r}") from exc
             if not np.isfinite(p):
-                raise LivenessInputError("pad_score must be finite")
-            object.__setattr__(self, "pad_score", p)
+                raise LivenessInputError(f"{key} must be finite")
+            object.__setattr__(self, key, p)
+        if self.openness is not None:  # NaN allowed: the eye fell outside the crop
+            try:
+                object.__setattr__(self, "openness", float(self.openness))
+            except (TypeError, ValueError) as exc:
+                raise LivenessInputError(f"openness must be a number, got {self.openness!r}") from exc
+        if self.fas_crops is not None:
+            c = np.asarray(self.fas_crops)
+            if c.ndim != 4 or c.shape[1:] != (80, 80, 3) or c.dtype != np.uint8:
+                raise LivenessInputError(f"fas_crops must be (K, 80, 80, 3) uint8, got {c.shape} {c.dtype}")
+            object.__setattr__(self, "fas_crops", c)
         try:
             t = float(self.t)
         except (TypeError, ValueError) as exc:

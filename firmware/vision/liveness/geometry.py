@@ -89,3 +89,17 @@ def homography_residual(src: np.ndarray, dst: np.ndarray) -> float:
 def mean_displacement(src: np.ndarray, dst: np.ndarray) -> float:
     """Mean landmark displacement between two frames, in IODs of src: how much motion there is at all."""
     return float(np.linalg.norm(dst[:, :2] - src[:, :2], axis=1).mean() / max(inter_ocular(src), 1e-9))
+
+
+def spread(items: list, k: int) -> list:
+    """At most ``k`` items evenly spread over the sequence (first and last kept).
+
+    Why: the pairwise checks cost O(n^2) model-free fits; an attempt may now span 30+ frames, and frames a
+    few tens of milliseconds apart carry the same evidence, so comparing an even spread bounds the cost
+    (and the decision latency) without losing the attempt's time span.
+    """
+    n = len(items)
+    if n <= k:
+        return list(items)
+    idx = sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
+    return [items[i] for i in idx]

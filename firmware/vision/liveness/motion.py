@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from firmware.vision.liveness.frame import LivenessFrame
-from firmware.vision.liveness.geometry import homography_residual, procrustes_residual
+from firmware.vision.liveness.geometry import homography_residual, procrustes_residual, spread
+from firmware.vision.liveness.replay import MAX_PAIR_FRAMES
 from firmware.vision.liveness.result import CheckResult, Verdict
 
 
@@ -30,7 +31,7 @@ def check_motion(frames: Sequence[LivenessFrame], th: MotionThresholds) -> Check
     if len(frames) < 2:
         return CheckResult("motion", Verdict.UNKNOWN, {}, "needs at least 2 frames")
     best_motion, best_nonplanar = 0.0, 0.0
-    for a, b in combinations(frames, 2):
+    for a, b in combinations(spread(list(frames), MAX_PAIR_FRAMES), 2):
         m = procrustes_residual(b.landmarks, a.landmarks)
         r = homography_residual(a.landmarks, b.landmarks)
         best_motion = max(best_motion, m)

@@ -18,6 +18,8 @@ import numpy as np
 from firmware.vision.liveness.blink import BlinkThresholds, check_blink
 from firmware.vision.liveness.config import LivenessConfig
 from firmware.vision.liveness.errors import LivenessInputError, PadModelError
+from firmware.vision.liveness.eyes import eye_openness
+from firmware.vision.liveness.fasnet import FasNet
 from firmware.vision.liveness.frame import LivenessFrame
 from firmware.vision.liveness.motion import MotionThresholds, check_motion
 from firmware.vision.liveness.pad_model import PadModel, load_pad_model, load_verified_json
@@ -26,11 +28,21 @@ from firmware.vision.liveness.result import CheckResult, LivenessDecision, Verdi
 
 
 @dataclass(frozen=True)
+class FasnetThresholds:
+    """The learned PAD model over an attempt: the median per-frame attack score of the last ``frames``
+    scored frames must stay below ``max_attack`` (PASS), else FAIL; fewer frames = UNKNOWN."""
+
+    max_attack: float = 0.5
+    frames: int = 5
+
+
+@dataclass(frozen=True)
 class LivenessThresholds:
     static: StaticReplayThresholds
     blink: BlinkThresholds
     motion: MotionThresholds
     pad: float | None = None  # None: the PAD model's own calibrated threshold
+    fasnet: FasnetThresholds = FasnetThresholds()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LivenessThresholds:
@@ -38,16 +50,18 @@ class LivenessThresholds:
             t = d["thresholds"]
             return cls(
                 StaticReplayThresholds(float(t["static_max_shape_change"]), float(t["static_min_embedding_cosine"]),
-                                       same_face_min_cosine=float(t["same_face_min_cosine"])),
+                                       same_face_min_cosine=float(t["same_face_min_cosine"]),
+                                       min_span_s=float(t.get("static_min_span_s", 0.0))),
                 BlinkThresholds(float(t["blink_min_drop"]), float(t["blink_min_drop_appearance"]),
                                 min_iod_px=float(t["blink_min_iod_px"])),
                 MotionThresholds(float(t["motion_min_motion"]), float(t["motion_min_nonplanar"])),
+                fasnet=FasnetThresholds(float(t.get("fasnet_max_attack", 0.5)), int(t.get("fasnet_frames", 5))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PadModelError(f"liveness thresholds file is malformed: {exc!r}") from exc
 
     def overridden(self, cfg: LivenessConfig) -> LivenessThresholds:
-        s, b, m, p = self.static, self.blink, self.motion, self.pad
+        s, b, m, p, f = self.static, self.blink, self.motion, self.pad, self.fasnet
         s = replace(s, min_frames=cfg.min_frames)
         if cfg.static_max_shape_change is not None:
             s = replace(s, max_shape_change=cfg.static_max_shape_change)
@@ -61,7 +75,9 @@ class LivenessThresholds:
             m = replace(m, min_nonplanar=cfg.motion_min_nonplanar)
         if cfg.pad_threshold is not None:
             p = cfg.pad_threshold
-        return LivenessThresholds(s, b, m, p)
+        if cfg.fasnet_max_attack is not None:
+            f = replace(f, max_attack=cfg.fasnet_max_attack)
+        return LivenessThresholds(s, b, m, p, f)
 
 
 def load_thresholds(directory: Path | None = None) -> LivenessThresholds:
@@ -91,6 +107,26 @@ def check_pad(frames: Sequence[LivenessFrame], model: PadModel | None, threshold
     return CheckResult("pad", Verdict.PASS, s, f"presentation-attack score {mean:.3f} < {threshold:.3f}")
 
 
+def check_fasnet(frames: Sequence[LivenessFrame], th: FasnetThresholds) -> CheckResult:
+    """The learned PAD model (MiniFASNet pair) over the attempt's most recent frames.
+
+    Why the median of the last few frames: one frame's score swings with motion blur and pose; the median
+    of ``th.frames`` frames (about 1/3 s at 15 fps) neither lets one lucky frame of a photo through nor
+    refuses a person for one bad frame, and a growing attempt is judged on its freshest evidence.
+    """
+    scores = [f.fas_score for f in frames if f.fas_score is not None]
+    if len(scores) < th.frames:
+        return CheckResult("fasnet", Verdict.UNKNOWN, {"frames": float(len(scores))},
+                           f"learned PAD needs {th.frames} scored frames, got {len(scores)}")
+    recent = scores[-th.frames:]
+    med = float(np.median(recent))
+    s = {"attack_score": med, "attack_score_max": float(np.max(recent)), "frames": float(len(recent)),
+         "threshold": th.max_attack}
+    if med >= th.max_attack:
+        return CheckResult("fasnet", Verdict.FAIL, s, f"learned PAD attack score {med:.3f} >= {th.max_attack:.3f}")
+    return CheckResult("fasnet", Verdict.PASS, s, f"learned PAD attack score {med:.3f} < {th.max_attack:.3f}")
+
+
 def check_ir(frames: Sequence[LivenessFrame]) -> CheckResult:
     n_ir = sum(1 for f in frames if f.ir)
     s = {"ir_frames": float(n_ir), "frames": float(len(frames))}
@@ -102,10 +138,12 @@ def check_ir(frames: Sequence[LivenessFrame]) -> CheckResult:
 class LivenessPolicy:
     """``policy.decide(frames) -> LivenessDecision`` for one verification attempt."""
 
-    def __init__(self, config: LivenessConfig, thresholds: LivenessThresholds, pad_model: PadModel | None = None):
+    def __init__(self, config: LivenessConfig, thresholds: LivenessThresholds, pad_model: PadModel | None = None,
+                 fasnet: FasNet | None = None):
         self.config = config
         self.thresholds = thresholds.overridden(config)
         self.pad_model = pad_model
+        self.fasnet = fasnet
         req = list(config.required)
         if config.require_ir and "ir" not in req:
             req.append("ir")
@@ -116,9 +154,32 @@ class LivenessPolicy:
         self.veto = tuple(config.veto)
 
     @classmethod
-    def from_files(cls, config: LivenessConfig | None = None, directory: Path | None = None) -> LivenessPolicy:
-        """Policy with the shipped calibrated thresholds and PAD model (both sha256-verified)."""
-        return cls(config or LivenessConfig(), load_thresholds(directory), load_pad_model(directory))
+    def from_files(cls, config: LivenessConfig | None = None, directory: Path | None = None,
+                   manifest: Path | None = None) -> LivenessPolicy:
+        """Policy with the shipped calibrated thresholds, texture PAD model and (when a configured check uses
+        it) the MiniFASNet models of models/manifest.json (all sha256-verified)."""
+        cfg = config or LivenessConfig()
+        fas = None
+        if "fasnet" in cfg.required + cfg.any_of + cfg.veto:
+            fas = FasNet.from_manifest(manifest)
+        return cls(cfg, load_thresholds(directory), load_pad_model(directory), fas)
+
+    def scored(self, frame: LivenessFrame, every_score: bool = False) -> LivenessFrame:
+        """The frame with its per-frame scores computed once and its pixels dropped: a growing attempt is
+        re-decided on every frame without re-running any model, and no face crop outlives the frame's
+        analysis.  Only the scores the configured checks use are computed (a frame costs the door what its
+        policy needs); ``every_score`` computes all of them (the evaluation caches one set for any policy)."""
+        used = set(self.required + self.any_of + self.veto)
+        kw: dict[str, Any] = {}
+        if frame.pad_score is None and frame.face is not None and self.pad_model is not None \
+                and (every_score or "pad" in used):
+            kw["pad_score"] = float(self.pad_model.score(frame.face))
+        if frame.fas_score is None and frame.fas_crops is not None and self.fasnet is not None \
+                and (every_score or "fasnet" in used):
+            kw["fas_score"] = self.fasnet.attack_score(frame.fas_crops)
+        if frame.openness is None and frame.face is not None and (every_score or "blink" in used):
+            kw["openness"] = float(eye_openness(frame.face, frame.landmarks))
+        return replace(frame, face=None, fas_crops=None, **kw)
 
     def _run(self, name: str, frames: Sequence[LivenessFrame]) -> CheckResult:
         th = self.thresholds
@@ -132,6 +193,8 @@ class LivenessPolicy:
             return check_motion(frames, th.motion)
         if name == "pad":
             return check_pad(frames, self.pad_model, th.pad)
+        if name == "fasnet":
+            return check_fasnet(frames, th.fasnet)
         if name == "ir":
             return check_ir(frames)
         raise LivenessInputError(f"unknown liveness check {name!r}")  # unreachable: config validates names
@@ -155,7 +218,11 @@ class LivenessPolicy:
         for n in self.veto:
             if checks[n].verdict is Verdict.FAIL:
                 reasons.append(f"{n} veto: {checks[n].reason}")
-        return LivenessDecision(live=not reasons, checks=checks, reasons=tuple(reasons), n_frames=len(frames))
+        # evidence of an attack = a check that counts here FAILED; otherwise a refusal is inconclusive
+        counted = [n for n in names if n in self.required or n in self.veto or n in self.any_of]
+        attack = any(checks[n].verdict is Verdict.FAIL for n in counted)
+        return LivenessDecision(live=not reasons, checks=checks, reasons=tuple(reasons), n_frames=len(frames),
+                                attack_evidence=bool(reasons) and attack)
 
 
 def thresholds_to_json(th: LivenessThresholds, calibration: dict[str, Any]) -> str:
@@ -165,12 +232,15 @@ def thresholds_to_json(th: LivenessThresholds, calibration: dict[str, Any]) -> s
         "thresholds": {
             "static_max_shape_change": th.static.max_shape_change,
             "static_min_embedding_cosine": th.static.min_embedding_cosine,
+            "static_min_span_s": th.static.min_span_s,
             "same_face_min_cosine": th.static.same_face_min_cosine,
             "blink_min_iod_px": th.blink.min_iod_px,
             "blink_min_drop": th.blink.min_drop,
             "blink_min_drop_appearance": th.blink.min_drop_appearance,
             "motion_min_motion": th.motion.min_motion,
             "motion_min_nonplanar": th.motion.min_nonplanar,
+            "fasnet_max_attack": th.fasnet.max_attack,
+            "fasnet_frames": th.fasnet.frames,
         },
         "calibration": calibration,
     }, indent=2, sort_keys=True) + "\n"

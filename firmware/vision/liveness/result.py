@@ -48,6 +48,8 @@ class LivenessDecision:
     checks: dict[str, CheckResult]
     reasons: tuple[str, ...]
     n_frames: int
+    #: a refusal backed by a FAILED check (counts toward lockout); False = inconclusive ("try again")
+    attack_evidence: bool = False
 
     @property
     def spoof_suspected(self) -> bool:
@@ -68,6 +70,7 @@ class LivenessDecision:
         return {
             "type": SPOOF_EVENT_TYPE,
             "live": self.live,
+            "attack_evidence": self.attack_evidence,
             "n_frames": self.n_frames,
             "reasons": list(self.reasons),
             "checks": {n: c.to_dict() for n, c in self.checks.items()},

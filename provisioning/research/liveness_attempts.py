@@ -1,0 +1,493 @@
+"""The product's liveness decision on real footage: attempts built as the daemon builds them.
+
+``facelock eval-liveness`` (default mode) runs here.  Why a replay of the daemon's attempt logic and not of
+the checks alone: the figure that matters is what the lock *does* — the shipped ``LivenessPolicy`` and
+models, unchanged, fed the frames the daemon would feed it (its camera frame rate, ``frames_per_attempt``,
+``max_frames_per_attempt``, ``face_lost_s``, ``verify_timeout_s``, ``denied_s``), deciding each attempt.
+
+Sources (``discover``):
+- video clips: ``<root>/live/*`` and ``<root>/attack/*`` (attack type from the file-name prefix
+  ``print_``/``screen_`` or from ``manifest.csv``'s ``kind`` column), played at the clip's own frame rate
+  (``--fps`` subsamples, as a slower daemon would see it);
+- frame folders in the nuaa layout: ``nuaa_like/<subject>/{live,spoof}`` — each folder one sequence;
+- still bursts: ``--stills DIR`` images, each held still in front of the camera for ``burst_s`` seconds
+  (one real image repeated with sensor noise: what a photo on a stand or a frozen screen gives).
+
+Per-frame analysis (the real face pipeline plus the learned PAD model) is cached as numbers only — mesh,
+embedding, per-frame scores, never pixels — under the cache dir (default /tmp/facelock-cache), so the
+policy can be re-run over every attempt in seconds.  Identities (for the identity-disjoint calibration)
+come from the file names: ``<type>_<identity>_<real|fake>`` and nuaa subject ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
+CACHE_VERSION = "attempts-v1"
+#: the span of frames over which static replay is judged (a design choice, not fitted: see replay.py)
+STATIC_SPAN_S = 1.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """One sequence to present to the lock."""
+
+    name: str  # relative, for reports
+    path: Path
+    live: bool
+    attack_type: str  # "bona_fide" | "print" | "screen" | ...
+    identity: str
+    fps: float
+    kind: str  # "video" | "frames" | "burst"
+    frames: tuple[Path, ...] = ()  # for "frames" / "burst"
+
+
+def identity_of(stem: str) -> str:
+    """Identity key from a clip name: print_nuaa_imposter0001_00_00_01 -> nuaa0001, screen_zubair_fake -> zubair."""
+    s = re.sub(r"^(print|screen|replay|mask)_", "", stem)
+    m = re.match(r"nuaa_(?:client|imposter)(\d+)", s)
+    if m:
+        return f"nuaa{m.group(1)}"
+    s = re.sub(r"_(real|fake)$", "", s)
+    m = re.match(r"(minivision)_demo", s)
+    if m:
+        return m.group(1)
+    return s
+
+
+def _manifest_kinds(root: Path) -> dict[str, str]:
+    p = root / "manifest.csv"
+    if not p.is_file():
+        return {}
+    with p.open(newline="", encoding="utf-8") as f:
+        return {row["file"]: row.get("kind", "") for row in csv.DictReader(f) if row.get("file")}
+
+
+def _video_fps(path: Path) -> float:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    finally:
+        cap.release()
+    return fps if 1.0 <= fps <= 120.0 else 15.0
+
+
+def discover(root: Path, stills: Path | None = None, frames_fps: float = 15.0) -> list[Source]:
+    """Every source under ``root`` (a liveness_video folder, an extras/spoof folder, or extras/ with both)."""
+    root = Path(root)
+    out: list[Source] = []
+    for base in (root, root / "liveness_video"):
+        kinds = _manifest_kinds(base)
+        for sub, live in (("live", True), ("attack", False)):
+            d = base / sub
+            if not d.is_dir():
+                continue
+            for f in sorted(d.iterdir()):
+                if f.suffix.lower() not in VIDEO_EXT:
+                    continue
+                rel = f"{sub}/{f.name}"
+                if live:
+                    atype = "bona_fide"
+                else:
+                    atype = kinds.get(rel) or (f.stem.split("_", 1)[0] if "_" in f.stem else "unknown")
+                out.append(Source(str(f.relative_to(root)), f, live, atype, identity_of(f.stem),
+                                  _video_fps(f), "video"))
+    for nuaa in (root / "nuaa_like", root / "spoof" / "nuaa_like"):
+        if not nuaa.is_dir():
+            continue
+        for subj in sorted(p for p in nuaa.iterdir() if p.is_dir()):
+            for sub, live in (("live", True), ("spoof", False)):
+                imgs = tuple(sorted(p for p in (subj / sub).glob("*") if p.suffix.lower() in IMAGE_EXT))
+                if imgs:
+                    out.append(Source(str((subj / sub).relative_to(root)), subj / sub, live,
+                                      "bona_fide" if live else "print", f"nuaa{subj.name}", frames_fps,
+                                      "frames", imgs))
+    if stills is not None:
+        for f in sorted(p for p in Path(stills).rglob("*") if p.suffix.lower() in IMAGE_EXT):
+            ident = f.parent.parent.name if f.parent.name in ("live", "spoof", "real", "fake") else f.parent.name
+            ident = f"nuaa{ident}" if ident.isdigit() else ident
+            out.append(Source(f"stills/{f.relative_to(stills)}", f, False, "still_replay", ident, frames_fps,
+                              "burst", (f,)))
+    return out
+
+
+def iter_frames(src: Source, fps: float | None = None, burst_s: float = 2.0, seed: int = 0
+                ) -> Iterator[tuple[float, np.ndarray]]:
+    """(t, rgb) of a source as the camera would present it (``fps`` subsamples a video to that rate)."""
+    import cv2
+
+    from firmware.vision.image import load_image
+
+    if src.kind == "video":
+        cap = cv2.VideoCapture(str(src.path))
+        step = 1.0 if not fps or fps >= src.fps else src.fps / fps
+        try:
+            k, nxt = 0, 0.0
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                if k >= nxt - 1e-9:
+                    nxt += step
+                    yield k / src.fps, np.ascontiguousarray(bgr[:, :, ::-1])
+                k += 1
+        finally:
+            cap.release()
+    elif src.kind == "frames":
+        for k, p in enumerate(src.frames):
+            yield k / src.fps, load_image(p)
+    else:  # burst: one image held still, with sensor noise and sub-pixel jitter, for burst_s seconds
+        img = load_image(src.frames[0])
+        rng = np.random.default_rng(seed)
+        for k in range(max(2, int(round(burst_s * src.fps)))):
+            m = np.float32([[1, 0, rng.normal(0, 0.3)], [0, 1, rng.normal(0, 0.3)]])
+            moved = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderMode=cv2.BORDER_REFLECT)
+            noisy = moved.astype(np.float32) + rng.normal(0, 2.0, img.shape)
+            yield k / src.fps, np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------------- per-frame cache
+@dataclass
+class FrameRecord:
+    """What the daemon's analyzer produced for one frame, reduced to numbers (payload scored once)."""
+
+    t: float
+    face: bool
+    usable: bool
+    reason: str
+    payload: Any = None  # firmware.vision.liveness.LivenessFrame (scored: no pixels) or None
+    embedding: np.ndarray | None = None  # the match embedding (usable frames)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FACELOCK_CACHE_DIR") or "/tmp/facelock-cache") / "liveness-attempts"
+
+
+def _key(src: Source, fps: float | None, models: str) -> str:
+    st = src.path.stat()
+    ident = f"{CACHE_VERSION}|{models}|{src.kind}|{src.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{fps}"
+    return hashlib.sha1(ident.encode()).hexdigest()
+
+
+def _save(path: Path, recs: list[FrameRecord]) -> None:
+    n = len(recs)
+    lf = [r.payload for r in recs]
+    has = np.array([p is not None for p in lf], bool)
+    lm = np.zeros((n, 468, 3), np.float32)
+    dim = next((p.embedding.shape[0] for p in lf if p is not None and p.embedding is not None), 1)
+    le = np.zeros((n, dim), np.float32)
+    me = np.zeros((n, dim), np.float32)
+    sc = np.full((n, 3), np.nan, np.float64)  # pad_score, fas_score, openness
+    for i, (r, p) in enumerate(zip(recs, lf, strict=True)):
+        if r.embedding is not None:
+            me[i] = r.embedding
+        if p is None:
+            continue
+        lm[i, :, :p.landmarks.shape[1]] = p.landmarks
+        if p.embedding is not None:
+            le[i] = p.embedding
+        sc[i] = [np.nan if v is None else v for v in (p.pad_score, p.fas_score, p.openness)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, t=np.array([r.t for r in recs]), face=np.array([r.face for r in recs], bool),
+                        usable=np.array([r.usable for r in recs], bool), reason=np.array([r.reason for r in recs]),
+                        has=has, lm=lm, le=le, me=me, sc=sc)
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> list[FrameRecord]:
+    from firmware.vision.liveness.frame import LivenessFrame
+
+    with np.load(path) as z:
+        t, face, usable, reason, has, lm, le, me, sc = (z[k] for k in
+                                                         ("t", "face", "usable", "reason", "has", "lm", "le", "me", "sc"))
+    out = []
+    for i in range(len(t)):
+        p = None
+        if has[i]:
+            pad, fas, opn = (None if np.isnan(v) else float(v) for v in sc[i])
+            p = LivenessFrame(landmarks=lm[i], embedding=le[i] if np.any(le[i]) else None, pad_score=pad,
+                              fas_score=fas, openness=opn if sc[i, 2] == sc[i, 2] else float("nan"),
+                              t=float(t[i]))
+        out.append(FrameRecord(float(t[i]), bool(face[i]), bool(usable[i]), str(reason[i]), p,
+                               me[i] if usable[i] else None))
+    return out
+
+
+def analyze_source(src: Source, analyzer: Any, policy: Any, fps: float | None = None,
+                   models_id: str = "", use_cache: bool = True) -> list[FrameRecord]:
+    """Per-frame records of a source through the daemon's own analyzer (``stages.VisionAnalyzer``) and
+    the policy's per-frame scoring (``LivenessPolicy.scored``), from the cache when present."""
+    from firmware.hw.camera.base import Frame
+
+    path = cache_dir() / (_key(src, fps, models_id) + ".npz")
+    if use_cache and path.is_file():
+        try:
+            return _load(path)
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)
+    recs = []
+    for k, (t, rgb) in enumerate(iter_frames(src, fps)):
+        obs = analyzer.analyze(Frame(rgb, k, t))
+        payload = policy.scored(obs.payload, every_score=True) if obs.payload is not None else None
+        recs.append(FrameRecord(t, obs.face, obs.usable, obs.reason, payload,
+                                obs.embedding if obs.usable else None))
+    if use_cache:
+        _save(path, recs)
+    return recs
+
+
+# ------------------------------------------------------------------------------- the daemon's attempts
+@dataclass(frozen=True)
+class AttemptParams:
+    """The ``[lock]`` values that shape an attempt (firmware.config.LockConfig)."""
+
+    frames_per_attempt: int = 3
+    max_frames_per_attempt: int = 10
+    face_lost_s: float = 0.5
+    verify_timeout_s: float = 3.0
+    denied_s: float = 2.0
+    unlock_s: float = 5.0
+
+    @classmethod
+    def from_lock(cls, lock: Any) -> AttemptParams:
+        return cls(lock.frames_per_attempt, lock.max_frames_per_attempt, lock.face_lost_s, lock.verify_timeout_s,
+                   lock.denied_s, lock.unlock_s)
+
+
+@dataclass
+class Attempt:
+    t_first_face: float
+    outcome: str = "open"  # live | spoof | inconclusive | timeout | face_lost | end_of_clip
+    t_end: float | None = None
+    frames: int = 0
+    reason: str = ""
+    checks: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t_first_face": round(self.t_first_face, 3), "outcome": self.outcome,
+                "t_end": None if self.t_end is None else round(self.t_end, 3), "frames": self.frames,
+                "reason": self.reason[:300], "checks": self.checks}
+
+
+def run_attempts(recs: Sequence[FrameRecord], p: AttemptParams, decide: Callable[[list[Any]], Any],
+                 min_frames: int = 3, stop_at_first_live: bool = False) -> list[Attempt]:
+    """The daemon's attempt loop (controller ``_analyze``/``_decide`` and the state machine's timers), for
+    the liveness stage: IDLE -> face -> VERIFYING; each face frame joins the attempt; once ``need`` usable
+    frames exist, liveness decides on the last ``max_frames_per_attempt`` frames, and a not-live verdict
+    waits for more frames until the window is full; a live verdict ends the attempt (the lock would then
+    match and unlock for ``unlock_s``), a failed one shows DENIED for ``denied_s``.  No face for longer than
+    ``face_lost_s`` abandons the attempt; ``verify_timeout_s`` after the first face it times out.
+    ``decide(frames) -> LivenessDecision``."""
+    out: list[Attempt] = []
+    state, busy_until = "idle", -1.0
+    att: Attempt | None = None
+    obs: list[FrameRecord] = []
+    last_face = 0.0
+    failed = None  # the last decision of this attempt with attack evidence
+    need = max(p.frames_per_attempt, min_frames)
+    for r in recs:
+        now = r.t
+        if state == "verifying" and att is not None and now - att.t_first_face >= p.verify_timeout_s:
+            att.outcome, att.t_end = "timeout", now
+            state = "idle"
+        if state == "busy" and now >= busy_until:
+            state = "idle"
+        if state == "busy":
+            continue
+        if not r.face:
+            if state == "verifying" and att is not None and now - last_face > p.face_lost_s:
+                # the decider's rule: a face that leaves after a check FAILED on it is a spoof
+                att.outcome = "spoof" if failed is not None else "face_lost"
+                att.t_end = now
+                if failed is not None:
+                    att.reason = failed.reason + " (face left)"
+                    att.checks = {n: c.verdict.value for n, c in failed.checks.items()}
+                    state, busy_until = "busy", now + p.denied_s
+                else:
+                    state = "idle"
+            continue
+        if state == "idle":
+            att = Attempt(now)
+            out.append(att)
+            obs, failed = [], None
+            state = "verifying"
+        assert att is not None
+        obs.append(r)
+        last_face = now
+        att.frames = len(obs)
+        if sum(o.usable for o in obs) < need:
+            continue
+        window = [o.payload for o in obs[-p.max_frames_per_attempt:] if o.payload is not None]
+        if len(window) < min_frames:
+            d = None
+        else:
+            d = decide(window)
+        if d is not None and d.live:
+            att.outcome, att.t_end, att.reason = "live", now, "live"
+            att.checks = {n: c.verdict.value for n, c in d.checks.items()}
+            if stop_at_first_live:
+                return out
+            state, busy_until = "busy", now + p.unlock_s
+            continue
+        if d is not None and getattr(d, "attack_evidence", True):
+            failed = d
+        if len(obs) < p.max_frames_per_attempt:
+            continue
+        att.t_end = now
+        if d is None:
+            att.outcome, att.reason = "inconclusive", f"too few frames with a face mesh: {len(window)}"
+        else:
+            att.outcome = "spoof" if getattr(d, "attack_evidence", True) else "inconclusive"
+            att.reason = d.reason
+            att.checks = {n: c.verdict.value for n, c in d.checks.items()}
+        state, busy_until = "busy", now + p.denied_s
+    if att is not None and att.outcome == "open":  # the source ended: the person walked away
+        att.t_end = recs[-1].t if recs else None
+        att.outcome = "spoof" if failed is not None else "face_lost"
+        if failed is not None:
+            att.reason = failed.reason + " (face left)"
+            att.checks = {n: c.verdict.value for n, c in failed.checks.items()}
+    return out
+
+
+# ----------------------------------------------------------------------------------------- the report
+def summarise(per_source: list[dict[str, Any]]) -> dict[str, Any]:
+    """ISO/IEC 30107-3 figures over attempts: BPCER = live attempts not accepted (of those decided),
+    APCER per attack type = attack attempts accepted; plus per-source first-live latency."""
+    live_att = [a for s in per_source if s["live"] for a in s["attempts"]
+                if a["outcome"] in ("live", "spoof", "inconclusive", "timeout")]
+    bpcer = (sum(a["outcome"] != "live" for a in live_att) / len(live_att)) if live_att else None
+    apcer: dict[str, Any] = {}
+    for s in per_source:
+        if s["live"]:
+            continue
+        d = apcer.setdefault(s["attack_type"], {"attempts": 0, "accepted": 0, "sources": 0, "sources_accepted": 0})
+        decided = [a for a in s["attempts"] if a["outcome"] in ("live", "spoof", "inconclusive", "timeout")]
+        d["attempts"] += len(decided)
+        d["accepted"] += sum(a["outcome"] == "live" for a in decided)
+        d["sources"] += 1
+        d["sources_accepted"] += int(any(a["outcome"] == "live" for a in decided))
+    for d in apcer.values():
+        d["apcer"] = d["accepted"] / d["attempts"] if d["attempts"] else None
+    waits = [s["time_to_live_s"] for s in per_source if s["live"] and s["time_to_live_s"] is not None]
+    never = [s["name"] for s in per_source if s["live"] and s["time_to_live_s"] is None]
+    return {
+        "bpcer": bpcer, "live_attempts": len(live_att),
+        "live_attempts_refused_as_spoof": sum(a["outcome"] == "spoof" for a in live_att),
+        "live_attempts_inconclusive": sum(a["outcome"] in ("inconclusive", "timeout") for a in live_att),
+        "apcer": apcer,
+        "time_to_live_s": {"median": float(np.median(waits)) if waits else None,
+                           "p95": float(np.percentile(waits, 95)) if waits else None, "n": len(waits)},
+        "live_sources_never_live": never,
+    }
+
+
+def source_report(src: Source, attempts: list[Attempt]) -> dict[str, Any]:
+    first_live = next((a for a in attempts if a.outcome == "live"), None)
+    return {"name": src.name, "live": src.live, "attack_type": src.attack_type, "identity": src.identity,
+            "kind": src.kind, "fps": src.fps,
+            "time_to_live_s": None if first_live is None or first_live.t_end is None
+            else round(first_live.t_end - attempts[0].t_first_face, 3),
+            "attempts": [a.to_dict() for a in attempts]}
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def evaluate(sources: Sequence[Source], records: dict[str, list[FrameRecord]], policy: Any,
+             params: AttemptParams) -> dict[str, Any]:
+    """Every source's attempts under ``policy`` (a LivenessPolicy) and ``params``, and the summary."""
+    per = []
+    for src in sources:
+        atts = run_attempts(records[src.name], params, policy.decide, policy.config.min_frames)
+        per.append(source_report(src, atts))
+    return {"summary": summarise(per), "sources": per}
+
+
+def window_scores(recs: Sequence[FrameRecord], frames: int) -> list[float]:
+    """Median learned-PAD attack score of every run of ``frames`` consecutive scored frames."""
+    sc = [r.payload.fas_score for r in recs if r.payload is not None and r.payload.fas_score is not None]
+    return [float(np.median(sc[i - frames:i])) for i in range(frames, len(sc) + 1)]
+
+
+def fit_fasnet_threshold(live_windows: Sequence[float], attack_windows: Sequence[float], margin: float = 1.25,
+                         live_quantile: float = 0.99) -> float:
+    """The learned-PAD threshold from calibration windows: ``margin`` x the live windows' ``live_quantile``
+    (so a live person is not refused for a typical bad moment), kept below the attack windows' 1st
+    percentile when the two overlap less than that; never outside (0.05, 0.95)."""
+    lv = float(np.quantile(live_windows, live_quantile)) if len(live_windows) else 0.5
+    t = lv * margin
+    if len(attack_windows):
+        t = min(t, float(np.quantile(attack_windows, 0.01)) * 0.98) if np.quantile(attack_windows, 0.01) > lv else t
+    return float(min(max(t, 0.05), 0.95))
+
+
+def fit_static(live_shape: Sequence[float], still_shape: Sequence[float], margin: float = 1.25) -> float:
+    """Static-replay shape threshold: ``margin`` x the largest shape change a still held in front of the
+    camera showed, when that stays below the live windows' 1st percentile (else the midpoint)."""
+    st = float(np.max(still_shape)) * margin if len(still_shape) else 0.0
+    lv = float(np.quantile(live_shape, 0.01)) if len(live_shape) else 1.0
+    return st if st < lv else (float(np.max(still_shape)) + lv) / 2
+
+
+def static_windows(recs: Sequence[FrameRecord], frames: int) -> tuple[list[float], list[float]]:
+    """(shape change, embedding cosine) of the static-replay check over windows of ``frames`` frames."""
+    from firmware.vision.liveness.geometry import spread
+    from firmware.vision.liveness.replay import MAX_PAIR_FRAMES, embedding_median_cosine, shape_change
+
+    lf = [r.payload for r in recs if r.payload is not None]
+    shapes, coss = [], []
+    step = max(1, frames // 3)
+    for i in range(min(frames, len(lf)), len(lf) + 1, step):
+        w = spread(lf[max(0, i - frames):i], MAX_PAIR_FRAMES)
+        if len(w) < 3:
+            continue
+        shapes.append(shape_change(w))
+        c = embedding_median_cosine(w)
+        coss.append(1.0 if c is None else c)
+    return shapes, coss
+
+
+def window_stats(sources: Sequence[Source], records: dict[str, list[FrameRecord]], window: int, fas_frames: int,
+                 span_s: float = STATIC_SPAN_S) -> dict[str, dict[str, list[float]]]:
+    """Per source, the calibration statistics (computed once; the folds only choose sources)."""
+    out = {}
+    for s in sources:
+        n = max(3, min(window, int(np.ceil(span_s * s.fps)) + 1))
+        shapes, coss = static_windows(records[s.name], n) if (s.kind == "burst" or (s.live and s.kind == "video")) \
+            else ([], [])
+        out[s.name] = {"fas": window_scores(records[s.name], fas_frames), "shape": shapes, "cos": coss}
+    return out
+
+
+def calibrate(sources: Sequence[Source], stats: dict[str, dict[str, list[float]]],
+              exclude_identity: str | None = None) -> dict[str, float]:
+    """Thresholds fitted on every identity but ``exclude_identity`` (identity-disjoint calibration): the
+    learned-PAD threshold from live vs attack windows, static replay from still bursts vs live videos over
+    ``STATIC_SPAN_S`` windows (as the check judges them)."""
+    use = [s for s in sources if s.identity != exclude_identity]
+    live_w = [w for s in use if s.live for w in stats[s.name]["fas"]]
+    att_w = [w for s in use if not s.live and s.kind != "burst" for w in stats[s.name]["fas"]]
+    live_shape = [x for s in use if s.live and s.kind == "video" for x in stats[s.name]["shape"]]
+    still_shape = [x for s in use if s.kind == "burst" for x in stats[s.name]["shape"]]
+    still_cos = [x for s in use if s.kind == "burst" for x in stats[s.name]["cos"]]
+    return {"fasnet_max_attack": fit_fasnet_threshold(live_w, att_w),
+            "static_max_shape_change": fit_static(live_shape, still_shape),
+            "static_min_embedding_cosine": float(np.min(still_cos)) - 0.02 if still_cos else 0.9,
+            "n_live_windows": float(len(live_w)), "n_attack_windows": float(len(att_w)),
+            "live_window_p99": float(np.quantile(live_w, 0.99)) if live_w else float("nan"),
+            "attack_window_p01": float(np.quantile(att_w, 0.01)) if att_w else float("nan"),
+            "still_shape_max": float(np.max(still_shape)) if still_shape else float("nan"),
+            "live_shape_p01": float(np.quantile(live_shape, 0.01)) if live_shape else float("nan")}
