@@ -49,7 +49,7 @@ class LockConfig:
     held_open_alert_s: float = 30.0
     enroll_timeout_s: float = 60.0
     frames_per_attempt: int = 3  # frames of one face gathered before deciding (liveness needs several)
-    max_frames_per_attempt: int = 10  # liveness gets this many face frames to pass before "spoof"
+    max_frames_per_attempt: int = 30  # liveness gets this many face frames (1-2 s at 30-15 fps; verify_timeout_s bounds it)
     face_lost_s: float = 0.5  # no face this long during an attempt: it is abandoned (frames never span a gap)
     liveness: str = "required"  # required | auto (when installed) | off (development only)
     fault_retry_initial_s: float = 0.5  # camera / pipeline retry backoff

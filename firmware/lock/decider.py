@@ -12,18 +12,21 @@ Order of the checks, and why:
    liveness inputs of the frame).
 2. Once ``frames_per_attempt`` usable frames (or liveness' own minimum) are in, liveness is checked over
    the last ``max_frames_per_attempt`` frames.  A live person gets up to that many frames to show it
-   (blink, head motion); only a full window that still fails is a spoof.
+   (blink, head motion, the learned PAD model's few frames); a full window that still fails is a spoof
+   when a check FAILED on it, and *inconclusive* ("try again", not a failure) when no check saw evidence
+   either way.
 3. Then the mean embedding is matched 1:N against the gallery (threshold and margin from the manifest).
 4. A recognised user is authorised by :func:`firmware.lock.policy.authorize` (schedules, lockdown,
    lockout); a refusal there is not a failed attempt.
-A face that leaves before a decision abandons the attempt; if a liveness check had already FAILED on it
-(evidence of an attack, e.g. a static picture; not merely "no blink yet"), the attempt counts as a spoof:
-a photo pulled away before the last frame must still count toward lockout.
+A face that leaves before a decision, or an attempt that runs into the state machine's verify timeout (a
+slow device may never fill the window in frames), ends it (:meth:`AttemptDecider.ended`): abandoned,
+unless a liveness check had already FAILED on it (evidence of an attack, e.g. a picture; not merely "no
+blink yet"), in which case it counts as a spoof: a photo pulled away, or held up in front of a lock too
+slow to fill the window before the timeout, must still count toward lockout.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +58,7 @@ class Outcome(str, enum.Enum):
     NO_MATCH = "no_match"
     SPOOF = "spoof"
     REFUSED = "refused"  # a recognised user the policy refuses now (schedule, lockdown, lockout)
+    INCONCLUSIVE = "inconclusive"  # liveness saw no evidence either way in a full window: "try again"
     ABANDONED = "abandoned"  # the face left before a decision, with no failed liveness check
 
 
@@ -87,6 +91,7 @@ class Attempt:
     last_face_ts: float = 0.0  # capture time of the latest frame with a face
     liveness_failures: int = 0  # checks that failed while the window was still filling
     last_liveness_reason: str = ""
+    liveness_scores: dict[str, float] = field(default_factory=dict)  # of the latest liveness check
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class Context:
 @dataclass(frozen=True)
 class AttemptRules:
     frames_per_attempt: int = 3
-    max_frames_per_attempt: int = 10
+    max_frames_per_attempt: int = 30  # as firmware.config.LockConfig
     face_lost_s: float = 0.5
 
     @classmethod
@@ -154,7 +159,7 @@ class AttemptDecider:
 
         res = self.pipeline.process(frame.rgb)
         face = res.primary is not None
-        lf = frame_from_result(res, t=frame.ts, pipeline=self.pipeline) if face else None
+        lf = frame_from_result(res, t=frame.ts, pipeline=self.pipeline, rgb=frame.rgb) if face else None
         return Observation(frame.index, frame.ts, face, bool(res.ok and res.embedding is not None),
                            res.embedding, str(getattr(res.reason, "value", res.reason)), lf)
 
@@ -172,26 +177,42 @@ class AttemptDecider:
     # ----------------------------------------------------------------------------------- deciding
     def step(self, att: Attempt, ctx: Context) -> Decision:
         """After a face frame was added to ``att``: PENDING, or the attempt's decision."""
+        d = self.liveness_step(att)
+        if d is not None:
+            return d
+        return self.match(att.observations, ctx, att.liveness_scores)
+
+    def liveness_step(self, att: Attempt) -> Decision | None:
+        """The liveness half of :meth:`step`: PENDING, a final refusal, or None when the attempt may go on
+        to matching (live, or liveness off).  Also what ``facelock eval-liveness`` runs, attempt by attempt."""
         usable = sum(1 for o in att.observations if o.usable)
         if usable < self.frames_needed:
             return Decision(Outcome.PENDING, "gathering")
-        scores: dict[str, float] = {}
-        if self.liveness is not None:
-            live, reason, scores, attack = self.check_liveness(att.observations[-self.rules.max_frames_per_attempt:])
-            if not live:
-                if attack:  # a check FAILED (evidence of an attack), not merely "no blink yet"
-                    att.liveness_failures += 1
-                    att.last_liveness_reason = reason
-                if len(att.observations) < self.rules.max_frames_per_attempt:
-                    return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores)
-                return Decision(Outcome.SPOOF, f"liveness:{reason}"[:200], liveness_scores=scores)
-        return self.match(att.observations, ctx, scores)
+        if self.liveness is None:
+            return None
+        live, reason, scores, attack = self.check_liveness(att.observations[-self.rules.max_frames_per_attempt:])
+        att.liveness_scores = scores
+        if live:
+            return None
+        if attack:  # a check FAILED (evidence of an attack), not merely "no blink yet"
+            att.liveness_failures += 1
+            att.last_liveness_reason = reason
+        if len(att.observations) < self.rules.max_frames_per_attempt:
+            return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores)
+        if not attack:
+            return Decision(Outcome.INCONCLUSIVE, f"liveness_inconclusive:{reason}"[:200], liveness_scores=scores)
+        return Decision(Outcome.SPOOF, f"liveness:{reason}"[:200], liveness_scores=scores)
+
+    def ended(self, att: Attempt, why: str = "face_lost") -> Decision:
+        """The attempt ended before a decision (``why``: the face left, or the verify timeout): abandoned,
+        or a spoof when a liveness check had already FAILED on it."""
+        if att.liveness_failures:
+            return Decision(Outcome.SPOOF, f"liveness:{att.last_liveness_reason}:{why}"[:200])
+        return Decision(Outcome.ABANDONED, why)
 
     def face_lost(self, att: Attempt) -> Decision:
-        """The face left before a decision: abandoned, or a spoof when liveness had already failed."""
-        if att.liveness_failures:
-            return Decision(Outcome.SPOOF, f"liveness:{att.last_liveness_reason}:face_lost"[:200])
-        return Decision(Outcome.ABANDONED, "face_lost")
+        """The face left before a decision (:meth:`ended`)."""
+        return self.ended(att, "face_lost")
 
     def match(self, observations: Sequence[Observation], ctx: Context,
               liveness_scores: Mapping[str, float] | None = None) -> Decision:
@@ -210,22 +231,19 @@ class AttemptDecider:
 
     def check_liveness(self, observations: Sequence[Observation]) -> tuple[bool, str, dict[str, float], bool]:
         """(live, reason, scores, attack) of the liveness policy over these frames; ``attack``: some check
-        FAILED (evidence of a presentation attack), as opposed to checks that saw no evidence yet."""
-        pad = getattr(self.liveness, "pad_model", None)
-        for o in observations:  # score each frame's PAD once, not on every re-check of a growing attempt
+        the policy counts FAILED (evidence of a presentation attack), as opposed to checks that saw no
+        evidence yet."""
+        for o in observations:  # score each frame once (PAD models, eye openness), not on every re-check
             f = o.liveness
-            if f is not None and pad is not None and f.pad_score is None and f.face is not None:
-                o.liveness = dataclasses.replace(f, pad_score=float(pad.score(f.face)))
+            if f is not None and (f.face is not None or f.fas_crops is not None):
+                o.liveness = self.liveness.scored(f)
         frames = [o.liveness for o in observations if o.liveness is not None]
         min_frames = int(getattr(self.liveness.config, "min_frames", 3))
         if len(frames) < min_frames:
             return False, f"too_few_frames:{len(frames)}", {}, False
         d = self.liveness.decide(frames)
         scores = {k: float(v) for k, v in dict(d.scores).items() if isinstance(v, (int, float))}
-        from firmware.vision.liveness import Verdict
-
-        attack = any(c.verdict is Verdict.FAIL for c in d.checks.values())
-        return bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores, attack
+        return bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores, bool(d.attack_evidence)
 
     def decide_frames(self, frames: Sequence[Frame], ctx: Context) -> Decision:
         """One whole attempt over frames captured by someone else (the same rules as the door's loop)."""

@@ -447,6 +447,10 @@ class LockRuntime:
             if req.cancelled or now >= req.expires:
                 self._verify.remove(req)
                 if self._attempt_for is req:
+                    att = self.attempt
+                    if att is not None and att.liveness_failures and self.decider is not None:
+                        self._finish(att, self.decider.ended(att, "timeout"))  # a spoof: counted, resolved
+                        continue
                     if self.attempt is not None:  # the face was presented for the caller: not the door's
                         self._held_face_ts = self.attempt.last_face_ts
                     self._attempt_for, self.attempt = None, None
@@ -494,7 +498,14 @@ class LockRuntime:
         if self._verify:
             self._expire_requests(self.clock())
         if sm.timer_due(self.snap, self.clock()):
-            self.feed(Input(Event.TIMER))
+            att = self.attempt
+            if self.snap.state is State.VERIFYING and att is not None and self._attempt_for is None \
+                    and att.liveness_failures and self.decider is not None:
+                # the verify timeout ended an attempt a liveness check had FAILED on: a spoof, not a
+                # silent timeout (a lock too slow to fill the window must still count a held-up photo)
+                self._finish(att, self.decider.ended(att, "verify_timeout"))
+            else:
+                self.feed(Input(Event.TIMER))
         if self.camera is None or self.decider is None:
             if self.clock() >= self._retry_at:
                 self.bring_up()
@@ -573,7 +584,7 @@ class LockRuntime:
             return
         if d.outcome is Outcome.SPOOF:
             self.counters.spoof += 1
-        elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED):
+        elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED, Outcome.INCONCLUSIVE):
             self.counters.denied += 1
         if d.outcome is Outcome.ABANDONED:
             self.feed(Input(Event.FACE_LOST))
@@ -581,6 +592,10 @@ class LockRuntime:
             self._failure(Event.SPOOF_SUSPECTED, d.reason, None, now)
         elif d.outcome is Outcome.NO_MATCH:
             self._failure(Event.NO_MATCH, d.reason, None, now)
+        elif d.outcome is Outcome.INCONCLUSIVE:
+            # liveness saw no evidence either way (e.g. too few frames the PAD model could score): DENIED
+            # is shown ("try again"), but it is not a failure and does not count toward lockout
+            self.feed(Input(Event.NO_MATCH, reason=d.reason))
         elif d.outcome is Outcome.REFUSED:
             # a recognised user outside their schedule or during a lockdown: refused, not a failed attempt
             self.feed(Input(Event.NO_MATCH, user=d.user_id, reason=d.reason))
@@ -611,7 +626,7 @@ class LockRuntime:
             self._held_face_ts = att.last_face_ts
         if d.outcome is Outcome.SPOOF:
             self.counters.spoof += 1
-        elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED):
+        elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED, Outcome.INCONCLUSIVE):
             self.counters.denied += 1
         if d.failure:
             self.lockout, lock_s = pol.register_failure(self.lockout, now, self.cfg.policy.lockout)

@@ -177,7 +177,7 @@ def command(videos: Path, json_out: Path | None, base_config: Path | None, only:
     import numpy as np
 
     from firmware.keystore import KeystoreConfig, open_keystore
-    from firmware.lock.stages import build_pipeline
+    from firmware.site import open_site
     from firmware.templates import TemplateStore
     from provisioning.research.liveness_attempts import VIDEO_EXT, identity_of
 
@@ -192,7 +192,7 @@ def command(videos: Path, json_out: Path | None, base_config: Path | None, only:
     if only:  # an attack clip still enrolls from its person's live clip, even when that clip is not run
         live_by_id.update({identity_of(f.stem): f for f in sorted((videos / "live").glob("*"))
                            if f.suffix.lower() in VIDEO_EXT and identity_of(f.stem) not in live_by_id})
-    pipe = build_pipeline(1)
+    pipe = open_site().pipeline(1)
     per = []
     for live, clip in clips:
         ident = identity_of(clip.stem)

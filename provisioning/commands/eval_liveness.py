@@ -209,7 +209,7 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
                  do_calibrate: bool, write_thresholds: bool, no_cache: bool) -> dict:
     """The shipped policy over attempts built as the daemon builds them (see the module docstring)."""
     from firmware.config import Config, load_config
-    from firmware.lock.stages import VisionAnalyzer, build_pipeline
+    from firmware.site import open_site
     from firmware.vision.liveness import LivenessConfig, LivenessPolicy
     from firmware.vision.liveness.fasnet import FasNet
     from firmware.vision.manifest import Manifest
@@ -229,12 +229,11 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
                                                                      FasNet.from_manifest())
     m = Manifest.load()
     models_id = ",".join(f"{n}:{sp.sha256[:12]}" for n, sp in sorted(m.models.items()))
-    pipe = build_pipeline(1, cfg.sections.get("vision"))
-    analyzer = VisionAnalyzer(pipe)
+    observer = la.liveness_decider(scorer, params, open_site(cfg).pipeline(1))  # the lock's per-frame analysis
     records = {}
     t0 = time.time()
     for src in sources:
-        records[src.name] = la.analyze_source(src, analyzer, scorer, fps if src.kind == "video" else None,
+        records[src.name] = la.analyze_source(src, observer, scorer, fps if src.kind == "video" else None,
                                               models_id, use_cache=not no_cache)
     report: dict = {
         "standard": "ISO/IEC 30107-3: BPCER over live attempts, APCER per attack type (attempt level)",

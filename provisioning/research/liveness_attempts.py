@@ -1,9 +1,11 @@
 """The product's liveness decision on real footage: attempts built as the daemon builds them.
 
-``facelock eval-liveness`` (default mode) runs here.  Why a replay of the daemon's attempt logic and not of
-the checks alone: the figure that matters is what the lock *does* — the shipped ``LivenessPolicy`` and
-models, unchanged, fed the frames the daemon would feed it (its camera frame rate, ``frames_per_attempt``,
-``max_frames_per_attempt``, ``face_lost_s``, ``verify_timeout_s``, ``denied_s``), deciding each attempt.
+``facelock eval-liveness`` (default mode) runs here.  Why the daemon's attempts and not the checks alone: the
+figure that matters is what the lock *does* — the shipped ``LivenessPolicy`` and models, unchanged, fed
+the frames the daemon would feed it (its camera frame rate, ``frames_per_attempt``,
+``max_frames_per_attempt``, ``face_lost_s``, ``verify_timeout_s``, ``denied_s``), each attempt decided by
+the lock's own decider (``firmware.lock.decider.AttemptDecider``: per-frame ``observe``, then
+``liveness_step`` / ``ended``, as the runtime calls them).
 
 Sources (``discover``):
 - video clips: ``<root>/live/*`` and ``<root>/attack/*`` (attack type from the file-name prefix
@@ -36,7 +38,7 @@ VIDEO_EXT = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
 CACHE_VERSION = "attempts-v1"
 #: the span of frames over which static replay is judged (a design choice, not fitted: see replay.py)
-STATIC_SPAN_S = 1.0
+STATIC_SPAN_S = 0.8
 
 
 @dataclass(frozen=True)
@@ -227,10 +229,10 @@ def _load(path: Path) -> list[FrameRecord]:
     return out
 
 
-def analyze_source(src: Source, analyzer: Any, policy: Any, fps: float | None = None,
+def analyze_source(src: Source, decider: Any, policy: Any, fps: float | None = None,
                    models_id: str = "", use_cache: bool = True) -> list[FrameRecord]:
-    """Per-frame records of a source through the daemon's own analyzer (``stages.VisionAnalyzer``) and
-    the policy's per-frame scoring (``LivenessPolicy.scored``), from the cache when present."""
+    """Per-frame records of a source through the lock's own per-frame analysis (``AttemptDecider.observe``)
+    and the policy's per-frame scoring (``LivenessPolicy.scored``), from the cache when present."""
     from firmware.hw.camera.base import Frame
 
     path = cache_dir() / (_key(src, fps, models_id) + ".npz")
@@ -241,8 +243,8 @@ def analyze_source(src: Source, analyzer: Any, policy: Any, fps: float | None = 
             path.unlink(missing_ok=True)
     recs = []
     for k, (t, rgb) in enumerate(iter_frames(src, fps)):
-        obs = analyzer.analyze(Frame(rgb, k, t))
-        payload = policy.scored(obs.payload, every_score=True) if obs.payload is not None else None
+        obs = decider.observe(Frame(rgb, k, t))
+        payload = policy.scored(obs.liveness, every_score=True) if obs.liveness is not None else None
         recs.append(FrameRecord(t, obs.face, obs.usable, obs.reason, payload,
                                 obs.embedding if obs.usable else None))
     if use_cache:
@@ -283,84 +285,80 @@ class Attempt:
                 "reason": self.reason[:300], "checks": self.checks}
 
 
-def run_attempts(recs: Sequence[FrameRecord], p: AttemptParams, decide: Callable[[list[Any]], Any],
-                 min_frames: int = 3, stop_at_first_live: bool = False) -> list[Attempt]:
-    """The daemon's attempt loop (controller ``_analyze``/``_decide`` and the state machine's timers), for
-    the liveness stage: IDLE -> face -> VERIFYING; each face frame joins the attempt; once ``need`` usable
-    frames exist, liveness decides on the last ``max_frames_per_attempt`` frames, and a not-live verdict
-    waits for more frames until the window is full; a live verdict ends the attempt (the lock would then
-    match and unlock for ``unlock_s``), a failed one shows DENIED for ``denied_s``.  No face for longer than
-    ``face_lost_s`` abandons the attempt; ``verify_timeout_s`` after the first face it times out.
-    ``decide(frames) -> LivenessDecision``."""
+def liveness_decider(policy: Any, p: AttemptParams, pipeline: Any = None) -> Any:
+    """The lock's own attempt decider (firmware.lock.decider) with this liveness policy and these rules;
+    only its liveness half runs here (``observe`` with a ``pipeline``, ``liveness_step``, ``ended``)."""
+    from firmware.lock.decider import AttemptDecider, AttemptRules, Enrolled
+
+    return AttemptDecider(pipeline, policy, Enrolled(None), 0.0, 0.0,
+                          AttemptRules(p.frames_per_attempt, p.max_frames_per_attempt, p.face_lost_s))
+
+
+def run_attempts(recs: Sequence[FrameRecord], p: AttemptParams, decider: Any,
+                 stop_at_first_live: bool = False) -> list[Attempt]:
+    """The daemon's attempts over a source's frames: the lock's own decider (``liveness_decider``) decides
+    each one frame by frame, exactly as the runtime calls it, and the state machine's timers shape them:
+    IDLE -> face -> VERIFYING; a live verdict ends the attempt (the lock would then match and unlock for
+    ``unlock_s``: no frame is analysed meanwhile), a refusal shows DENIED for ``denied_s``; no face for
+    longer than ``face_lost_s``, the verify timeout or the end of the source end the attempt through
+    ``decider.ended`` (a spoof when a check had FAILED on it)."""
+    from firmware.lock.decider import Attempt as LockAttempt
+    from firmware.lock.decider import Observation, Outcome
+
     out: list[Attempt] = []
     state, busy_until = "idle", -1.0
     att: Attempt | None = None
-    obs: list[FrameRecord] = []
-    last_face = 0.0
-    failed = None  # the last decision of this attempt with attack evidence
-    need = max(p.frames_per_attempt, min_frames)
-    for r in recs:
+    la: Any = None
+
+    def close(d: Any, now: float) -> str:
+        assert att is not None
+        att.t_end = now
+        att.reason = d.reason
+        frames = [o.liveness for o in la.observations[-p.max_frames_per_attempt:] if o.liveness is not None]
+        if d.outcome is Outcome.SPOOF:
+            att.outcome = "spoof"
+        elif d.outcome is Outcome.INCONCLUSIVE:
+            att.outcome = "inconclusive"
+        else:  # ABANDONED: the face left, the timeout, the end of the source
+            att.outcome = {"verify_timeout": "timeout"}.get(d.reason, "face_lost")
+        if len(frames) >= decider.liveness.config.min_frames:  # for the report only: each check's verdict
+            att.checks = {n: c.verdict.value for n, c in decider.liveness.decide(frames).checks.items()}
+        return "busy" if att.outcome in ("spoof", "inconclusive") else "idle"
+
+    for k, r in enumerate(recs):
         now = r.t
         if state == "verifying" and att is not None and now - att.t_first_face >= p.verify_timeout_s:
-            att.outcome, att.t_end = "timeout", now
-            state = "idle"
+            state = close(decider.ended(la, "verify_timeout"), now)
+            busy_until = now + p.denied_s
         if state == "busy" and now >= busy_until:
             state = "idle"
         if state == "busy":
             continue
         if not r.face:
-            if state == "verifying" and att is not None and now - last_face > p.face_lost_s:
-                # the decider's rule: a face that leaves after a check FAILED on it is a spoof
-                att.outcome = "spoof" if failed is not None else "face_lost"
-                att.t_end = now
-                if failed is not None:
-                    att.reason = failed.reason + " (face left)"
-                    att.checks = {n: c.verdict.value for n, c in failed.checks.items()}
-                    state, busy_until = "busy", now + p.denied_s
-                else:
-                    state = "idle"
+            if state == "verifying" and decider.face_gone(la, now):
+                state = close(decider.ended(la, "face_lost"), now)
+                busy_until = now + p.denied_s
             continue
         if state == "idle":
             att = Attempt(now)
             out.append(att)
-            obs, failed = [], None
+            la = LockAttempt(now, now, k)
             state = "verifying"
         assert att is not None
-        obs.append(r)
-        last_face = now
-        att.frames = len(obs)
-        if sum(o.usable for o in obs) < need:
-            continue
-        window = [o.payload for o in obs[-p.max_frames_per_attempt:] if o.payload is not None]
-        if len(window) < min_frames:
-            d = None
-        else:
-            d = decide(window)
-        if d is not None and d.live:
+        la.observations.append(Observation(k, now, True, r.usable, r.embedding, r.reason, r.payload))
+        la.last_face_ts = now
+        att.frames = len(la.observations)
+        d = decider.liveness_step(la)
+        if d is None:  # live: the lock goes on to match
             att.outcome, att.t_end, att.reason = "live", now, "live"
-            att.checks = {n: c.verdict.value for n, c in d.checks.items()}
             if stop_at_first_live:
                 return out
             state, busy_until = "busy", now + p.unlock_s
-            continue
-        if d is not None and getattr(d, "attack_evidence", True):
-            failed = d
-        if len(obs) < p.max_frames_per_attempt:
-            continue
-        att.t_end = now
-        if d is None:
-            att.outcome, att.reason = "inconclusive", f"too few frames with a face mesh: {len(window)}"
-        else:
-            att.outcome = "spoof" if getattr(d, "attack_evidence", True) else "inconclusive"
-            att.reason = d.reason
-            att.checks = {n: c.verdict.value for n, c in d.checks.items()}
-        state, busy_until = "busy", now + p.denied_s
+        elif d.final:
+            state = close(d, now)
+            busy_until = now + p.denied_s
     if att is not None and att.outcome == "open":  # the source ended: the person walked away
-        att.t_end = recs[-1].t if recs else None
-        att.outcome = "spoof" if failed is not None else "face_lost"
-        if failed is not None:
-            att.reason = failed.reason + " (face left)"
-            att.checks = {n: c.verdict.value for n, c in failed.checks.items()}
+        close(decider.ended(la, "end_of_source"), recs[-1].t if recs else 0.0)
     return out
 
 
@@ -410,8 +408,9 @@ def evaluate(sources: Sequence[Source], records: dict[str, list[FrameRecord]], p
              params: AttemptParams) -> dict[str, Any]:
     """Every source's attempts under ``policy`` (a LivenessPolicy) and ``params``, and the summary."""
     per = []
+    decider = liveness_decider(policy, params)
     for src in sources:
-        atts = run_attempts(records[src.name], params, policy.decide, policy.config.min_frames)
+        atts = run_attempts(records[src.name], params, decider)
         per.append(source_report(src, atts))
     return {"summary": summarise(per), "sources": per}
 
@@ -434,12 +433,18 @@ def fit_fasnet_threshold(live_windows: Sequence[float], attack_windows: Sequence
     return float(min(max(t, 0.05), 0.95))
 
 
-def fit_static(live_shape: Sequence[float], still_shape: Sequence[float], margin: float = 1.25) -> float:
-    """Static-replay shape threshold: ``margin`` x the largest shape change a still held in front of the
-    camera showed, when that stays below the live windows' 1st percentile (else the midpoint)."""
-    st = float(np.max(still_shape)) * margin if len(still_shape) else 0.0
-    lv = float(np.quantile(live_shape, 0.01)) if len(live_shape) else 1.0
-    return st if st < lv else (float(np.max(still_shape)) + lv) / 2
+def fit_static(live_shape: Sequence[float], still_shape: Sequence[float], margin: float = 1.1) -> float:
+    """Static-replay shape threshold: ``margin`` x the largest shape change any still held in front of the
+    camera showed (every still is caught by shape; the embedding-cosine gate, ``fit_static_cosine``, is
+    what keeps a live person who stands still from being called static).  ``live_shape`` is reported, not
+    used: live and still shapes overlap (a still live face is as rigid as a photo), their cosines do not."""
+    return float(np.max(still_shape)) * margin if len(still_shape) else 0.0
+
+
+def fit_static_cosine(still_cos: Sequence[float], margin: float = 0.003) -> float:
+    """Static-replay embedding-cosine threshold: just below the least self-similar still (a photo's
+    embeddings barely change; a live face's change with expression and light even when it stands still)."""
+    return float(np.min(still_cos)) - margin if len(still_cos) else 0.97
 
 
 def static_windows(recs: Sequence[FrameRecord], frames: int) -> tuple[list[float], list[float]]:
@@ -485,7 +490,7 @@ def calibrate(sources: Sequence[Source], stats: dict[str, dict[str, list[float]]
     still_cos = [x for s in use if s.kind == "burst" for x in stats[s.name]["cos"]]
     return {"fasnet_max_attack": fit_fasnet_threshold(live_w, att_w),
             "static_max_shape_change": fit_static(live_shape, still_shape),
-            "static_min_embedding_cosine": float(np.min(still_cos)) - 0.02 if still_cos else 0.9,
+            "static_min_embedding_cosine": fit_static_cosine(still_cos),
             "n_live_windows": float(len(live_w)), "n_attack_windows": float(len(att_w)),
             "live_window_p99": float(np.quantile(live_w, 0.99)) if live_w else float("nan"),
             "attack_window_p01": float(np.quantile(att_w, 0.01)) if att_w else float("nan"),

@@ -42,14 +42,18 @@ P = la.AttemptParams(frames_per_attempt=3, max_frames_per_attempt=10, face_lost_
                      denied_s=2.0, unlock_s=5.0)
 
 
-def test_live_person_is_accepted_once_five_frames_are_scored(policy):
-    atts = la.run_attempts(_recs([0.01] * 20), P, policy.decide, policy.config.min_frames)
-    assert atts[0].outcome == "live" and atts[0].frames == 5  # fasnet needs 5 scored frames
+def test_live_person_is_accepted_once_static_replay_could_judge(policy):
+    """fasnet passes after 5 scored frames, but "live" waits until the frames span static_min_span_s
+    (0.8 s: frame 9 at 10 fps): a picture frozen in front of the camera is judged before anyone is let in."""
+    span = policy.thresholds.static.min_span_s
+    assert span >= 0.5
+    atts = la.run_attempts(_recs([0.01] * 20), P, la.liveness_decider(policy, P))
+    assert atts[0].outcome == "live" and atts[0].frames == round(span * 10) + 1
     assert len(atts) == 1  # then the door is open for unlock_s: no frame analysed
 
 
 def test_attack_is_refused_at_the_full_window_and_counted(policy):
-    atts = la.run_attempts(_recs([0.99] * 40), P, policy.decide, policy.config.min_frames)
+    atts = la.run_attempts(_recs([0.99] * 40), P, la.liveness_decider(policy, P))
     assert atts[0].outcome == "spoof" and atts[0].frames == P.max_frames_per_attempt
     assert "fasnet" in atts[0].reason and atts[0].checks["fasnet"] == "fail"
     # DENIED for denied_s (2 s = 20 frames at 10 fps), then a new attempt on the same attacker
@@ -57,9 +61,9 @@ def test_attack_is_refused_at_the_full_window_and_counted(policy):
 
 
 def test_face_leaving_after_a_failed_check_is_a_spoof_and_without_one_is_abandoned(policy):
-    atts = la.run_attempts(_recs([0.99] * 6 + [0.01] * 10, gap_after=5), P, policy.decide, policy.config.min_frames)
-    assert atts[0].outcome == "spoof" and "face left" in atts[0].reason
-    atts = la.run_attempts(_recs([0.01] * 2 + [0.01] * 10, gap_after=1), P, policy.decide, policy.config.min_frames)
+    atts = la.run_attempts(_recs([0.99] * 6 + [0.01] * 10, gap_after=5), P, la.liveness_decider(policy, P))
+    assert atts[0].outcome == "spoof" and atts[0].reason.endswith(":face_lost")
+    atts = la.run_attempts(_recs([0.01] * 2 + [0.01] * 10, gap_after=1), P, la.liveness_decider(policy, P))
     assert atts[0].outcome == "face_lost" and atts[1].outcome == "live"
 
 
@@ -70,7 +74,7 @@ def test_summary_counts_iso_figures(policy):
     r = la.evaluate([src_l, src_a], rec, policy, P)
     s = r["summary"]
     assert s["bpcer"] == 0.0 and s["apcer"]["print"]["apcer"] == 0.0 and s["apcer"]["print"]["attempts"] >= 1
-    assert s["time_to_live_s"]["median"] == pytest.approx(0.4)  # 5th frame at 10 fps, from the first face
+    assert s["time_to_live_s"]["median"] == pytest.approx(policy.thresholds.static.min_span_s)  # the static span
 
 
 def test_identity_of_pairs_live_and_attack_clips():

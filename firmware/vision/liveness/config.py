@@ -2,10 +2,12 @@
 
 Defaults (measured on real video through the daemon's attempts, ``facelock eval-liveness``): the learned PAD
 model must pass (``fasnet``: MiniFASNet on the authors' crops), every frame must show the same face
-(``same_face``: the other checks compare frames with each other), and a face frozen like a still photo
-vetoes (``static_replay``).  Blink (with ``challenge``), motion, the texture ``pad`` model and ``ir`` stay
-available; motion and the texture model are off by default because on real footage they refused live
-people without catching an attack the learned model missed (see models/liveness/README.md).  Threshold overrides default to None, meaning
+(``same_face``: the other checks compare frames with each other), and the face must not be frozen like a
+still picture (``static_replay``, judged over ``static_min_span_s`` of frames: a digital or very good
+photo fools a texture model, never the passage of time).  Blink (with ``challenge``), motion, the
+texture ``pad`` model and ``ir`` stay available; motion and the texture model are off by default because
+on real footage they refused live people without catching an attack the learned model missed (see
+models/liveness/README.md).  Threshold overrides default to None, meaning
 "use the calibrated value from models/liveness/thresholds.json".
 """
 
@@ -24,9 +26,9 @@ _THRESHOLD_KEYS = ("static_max_shape_change", "static_min_embedding_cosine", "bl
 
 @dataclass(frozen=True)
 class LivenessConfig:
-    required: tuple[str, ...] = ("same_face", "fasnet")
+    required: tuple[str, ...] = ("same_face", "fasnet", "static_replay")
     any_of: tuple[str, ...] = ()
-    veto: tuple[str, ...] = ("static_replay",)
+    veto: tuple[str, ...] = ()
     min_frames: int = 3
     challenge: bool = False  # LED-flash blink challenge: the blink must follow the LED within the window
     challenge_window_s: float = 1.5

@@ -88,7 +88,7 @@ def check_static_replay(frames: Sequence[LivenessFrame], th: StaticReplayThresho
         return CheckResult("static_replay", Verdict.UNKNOWN, {"frames": float(len(frames))},
                            f"needs at least {th.min_frames} frames, got {len(frames)}")
     span = float(frames[-1].t - frames[0].t)
-    if span < th.min_span_s:
+    if span < th.min_span_s - 1e-6:  # (frame times accumulate rounding)
         return CheckResult("static_replay", Verdict.UNKNOWN, {"frames": float(len(frames)), "span_s": span},
                            f"needs {th.min_span_s:.2f} s of frames to judge stillness, got {span:.2f} s")
     sample = spread(list(frames), MAX_PAIR_FRAMES)
