@@ -20,11 +20,11 @@ DB_FILE = "central.db"
 
 class Centre:
     def __init__(self, data_dir: str | Path, db_url: str | None = None, migrate: bool = True,
-                 scrypt_log2_n: int = 15) -> None:
+                 scrypt_log2_n: int = 15, accounts=None) -> None:
         self.dir = Path(data_dir)
         self.keys = CentreKeys(self.dir, scrypt_log2_n=scrypt_log2_n)
         self.db: Database = open_database(db_url or sqlite_url(self.dir / DB_FILE), migrate=migrate)
-        self.registry = Registry(self.db, self.keys)
+        self.registry = Registry(self.db, self.keys, accounts=accounts)  # accounts: central.broker.Accounts
         self.directory = Directory(self.db, self.keys)
         self.policy = PolicyBuilder(self.db, self.keys, self.directory)
         self.monitor = SqlMonitorStore(self.db)

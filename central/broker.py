@@ -1,85 +1,82 @@
-"""What the broker must allow for the centre, on top of the fleet's dynamic-security config
-(provisioning.mosquitto: default deny, one client and one role per identity).
+"""The centre and the broker: the centre keeps the broker's accounts in step with its device registry.
 
-    facelock-central   in: events and availability (shared subscriptions, several workers), bundle acks;
-                       out: receipts, bundles (facelock/+/policy), signed commands (facelock/+/cmd/+)
-    each door          its own bundle topic (subscribe) and its own ack topic (publish), added to its role
+What each identity may do on the broker is defined in one place, provisioning.mosquitto (dynamic-security
+plugin, default deny): a door's role (its telemetry, commands, receipts, and its bundle/ack topics) and
+the centre's own `facelock-central` role.  This module only decides *when*: a door approved by the centre
+(token or operator) is added to the plugin at once, and a revoked one is deleted, which also ends a
+session that is up (mosquitto checks the CRL only at a handshake, and reads it only when it starts).
 
-`fleet_broker()` builds a test/bench broker whose CA is the centre's, with its CRL; `register_door()`
-adds an onboarded door to a broker (running or not).  A production broker gets the same grants from
-these functions (`central_acls`, `door_acls`).
+`BrokerAccounts` does that through the plugin's control topic as `facelock-broker-admin` (its own
+certificate, issued by the centre's CA).  `fleet_broker()` builds a test/bench broker whose CA is the
+centre's, with its CRL; `central_files()` is the centre's client certificate on it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
-from firmware import fsutil
-from firmware.fleet import topics as fleet_topics
-from firmware.telemetry import topics
-from provisioning.mosquitto import LocalBroker
-from provisioning.mosquitto import _role as device_role  # the plugin's role name for an identity
+from provisioning.mosquitto import BROKER_ADMIN_USER, CENTRAL_USER, BrokerError, DynsecAdmin, LocalBroker
 
-CENTRAL_USER = "facelock-central"
-CENTRAL_ROLE = f"facelock-service:{CENTRAL_USER}"
+BrokerError = BrokerError  # re-exported: what BrokerAccounts raises
+
+__all__ = ["CENTRAL_USER", "Accounts", "BrokerError", "register_door", "BrokerAccounts", "central_files", "fleet_broker"]
 
 
-def _acl(acltype: str, topic: str) -> dict[str, Any]:
-    return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
+class Accounts(Protocol):
+    """Where the registry adds and deletes door identities (the broker's plugin)."""
+
+    def add(self, device: str) -> None: ...
+
+    def remove(self, device: str) -> None: ...
 
 
-def _sub(topic: str) -> list[dict[str, Any]]:
-    parts = topic.split("/")
-    plain = "/".join(parts[2:]) if parts[0] == "$share" else topic
-    return [_acl("subscribePattern", topic), _acl("publishClientReceive", plain)]
+class BrokerAccounts:
+    """The broker's dynamic-security accounts, changed over its control topic (one short connection per
+    change: approvals and revocations are rare, and a long-lived admin session is one more thing to steal)."""
 
+    def __init__(self, host: str, port: int, ca_file: str | Path, cert_file: str | Path, key_file: str | Path,
+                 timeout: float = 10.0) -> None:
+        self.args = (host, port, ca_file, cert_file, key_file)
+        self.timeout = timeout
 
-def central_acls() -> list[dict[str, Any]]:
-    root = topics.ROOT
-    return (_sub(f"$share/+/{root}/+/event/#") + _sub(f"$share/+/{root}/+/availability")
-            + _sub(f"$share/+/{fleet_topics.POLICY_ACK_FILTER}") + _sub(f"{root}/+/event/#")
-            + [_acl("publishClientSend", f"{root}/+/receipt"), _acl("publishClientSend", f"{root}/+/policy"),
-               _acl("publishClientSend", f"{root}/+/cmd/+")])
+    def _admin(self) -> DynsecAdmin:
+        return DynsecAdmin(*self.args, timeout=self.timeout)
 
+    def add(self, device: str) -> None:
+        admin = self._admin()
+        try:
+            admin.add_device(device)
+        finally:
+            admin.close()
 
-def door_acls(device: str) -> list[dict[str, Any]]:
-    return [_acl("publishClientSend", fleet_topics.policy_ack(device))] + _sub(fleet_topics.policy(device))
+    def remove(self, device: str) -> None:
+        admin = self._admin()
+        try:
+            admin.remove_device(device)
+        finally:
+            admin.close()
 
-
-def _patch(dynsec_file: Path, doors: list[str]) -> None:
-    cfg = json.loads(dynsec_file.read_text())
-    roles = {r["rolename"]: r for r in cfg["roles"]}
-    if CENTRAL_ROLE not in roles:
-        cfg["roles"].append({"rolename": CENTRAL_ROLE, "acls": central_acls()})
-        cfg["clients"].append({"username": CENTRAL_USER, "roles": [{"rolename": CENTRAL_ROLE}]})
-    for d in doors:
-        role = roles.get(device_role(d))
-        if role is not None and not any(a["topic"] == fleet_topics.policy(d) for a in role["acls"]):
-            role["acls"] += door_acls(d)
-    fsutil.atomic_write(dynsec_file, json.dumps(cfg, indent=1).encode(), 0o600)
+    @classmethod
+    def for_local(cls, broker: LocalBroker) -> BrokerAccounts:
+        """Accounts of a LocalBroker (tests, bench, demo), through the same control topic as production."""
+        files = broker.raw_pki.client(BROKER_ADMIN_USER)
+        return cls(broker.host, broker.port, broker.raw_pki.ca, files.cert, files.key)
 
 
 def fleet_broker(directory: str | Path, keys, doors: list[str] | tuple[str, ...] = ()) -> LocalBroker:
     """A broker (not started) trusting the centre's CA, checking its CRL, knowing the centre and `doors`."""
     d = Path(directory)
-    b = LocalBroker(d, pki=keys.loopback_pki(d / "pki"), devices=doors, crl_file=keys.crl_path)
-    _patch(b.dynsec_file, list(doors))
-    return b
-
-
-def register_door(broker: LocalBroker, device: str) -> None:
-    """Make an onboarded door known to the broker, with its fleet topics (idempotent)."""
-    broker.register(device)
-    if broker.running():
-        with broker.admin() as admin:
-            admin.run([{"command": "addRoleACL", "rolename": device_role(device), **a} for a in door_acls(device)],
-                      ok_errors=("already exists", "ACL with this topic already exists"))
-    else:
-        _patch(broker.dynsec_file, [device])
+    return LocalBroker(d, pki=keys.loopback_pki(d / "pki"), devices=doors, crl_file=keys.crl_path)
 
 
 def central_files(broker: LocalBroker):
-    """The centre's client certificate on this broker (not registered as a device)."""
+    """The centre's client certificate on this broker (a service identity, not a device)."""
     return broker.raw_pki.client(CENTRAL_USER)
+
+
+
+def register_door(broker: LocalBroker, device: str) -> None:
+    """Give `device` its account on a LocalBroker the centre does not manage (a fixture of another part's
+    tests); a centre with `accounts` does this itself on approval."""
+    broker.register(device)

@@ -50,15 +50,20 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 class Ctx:
-    def __init__(self, data_dir: Path, db: str | None, operator: str) -> None:
-        self.data_dir, self.db_url, self.operator = data_dir, db, operator
+    def __init__(self, data_dir: Path, db: str | None, operator: str, config: Path | None = None) -> None:
+        self.data_dir, self.db_url, self.operator, self.config = data_dir, db, operator, config
         self._centre = None
 
     def centre(self):
         if self._centre is None:
             from central.app import Centre
 
-            self._centre = Centre(self.data_dir, self.db_url)
+            accounts = None
+            if self.config is not None:  # the service's TOML: the broker the centre keeps accounts on
+                from central.service import ServiceConfig
+
+                accounts = ServiceConfig.from_toml(self.config).accounts()
+            self._centre = Centre(self.data_dir, self.db_url, accounts=accounts)
         return self._centre
 
     def refresh(self) -> dict[str, int]:
@@ -75,10 +80,14 @@ pass_ctx = click.make_pass_decorator(Ctx)
               help="Database URL [default: SQLite in the data dir].")
 @click.option("--operator", envvar="FACELOCK_OPERATOR", default=None,
               help="Who is acting (recorded in the audit) [default: the login name].")
+@click.option("--service-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="FACELOCK_CENTRAL_CONFIG", default=None,
+              help="The service's TOML: with broker_admin_cert/key, approve and revoke update the broker.")
 @click.pass_context
-def main(ctx: click.Context, data_dir: Path, db: str | None, operator: str | None) -> None:
+def main(ctx: click.Context, data_dir: Path, db: str | None, operator: str | None,
+         service_config: Path | None) -> None:
     """FaceLock centre: devices, people, groups, doors, policy push, monitoring."""
-    ctx.obj = Ctx(data_dir, db, operator or os.environ.get("USER") or getpass.getuser())
+    ctx.obj = Ctx(data_dir, db, operator or os.environ.get("USER") or getpass.getuser(), service_config)
 
 
 @main.command("init")
@@ -168,6 +177,17 @@ def devices_revoke(c: Ctx, device: str) -> None:
 @pass_ctx
 def devices_list(c: Ctx, as_json: bool) -> None:
     _emit(c.centre().registry.list(), as_json)
+
+
+@devices.command("sync")
+@pass_ctx
+def devices_sync(c: Ctx) -> None:
+    """Give every active device its broker account and delete every revoked one (needs --service-config)."""
+    from central.errors import CentralError
+
+    if c.centre().registry.accounts is None:
+        raise CentralError("no broker to sync: give --service-config with broker_admin_cert and broker_admin_key")
+    _emit(c.centre().registry.sync_broker(), False)
 
 
 @devices.command("crl")

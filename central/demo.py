@@ -46,7 +46,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     from rich.table import Table
 
     from central.app import Centre
-    from central.broker import central_files, fleet_broker, register_door
+    from central.broker import BrokerAccounts, central_files, fleet_broker
     from central.db import sqlite_url
     from central.service import ServiceConfig, Worker
     from central.simdoor import SimDoor
@@ -65,6 +65,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
     centre.init()
     broker = fleet_broker(work / "broker", centre.keys)
     broker.start()
+    centre.registry.accounts = BrokerAccounts.for_local(broker)  # approving a door gives it its account
     cf = central_files(broker)
     worker = Worker(ServiceConfig(data_dir=str(centre.dir), db=centre.db.url, host=broker.host, port=broker.port,
                                   ca_file=str(broker.pki.ca), cert_file=str(cf.cert), key_file=str(cf.key),
@@ -80,7 +81,6 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
             d = SimDoor(work / did, did)
             e = centre.registry.submit(d.csr(), centre.registry.create_token(OP, device_id=did))
             d.install(e)
-            register_door(broker, did)
             centre.directory.add_door(did, f"Door {did[-1].upper()}", OP, settings={"match_threshold": threshold})
             d.start_agent(broker.host, broker.port)
             cfg = d.mqtt_config(broker.host, broker.port)

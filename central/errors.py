@@ -31,3 +31,10 @@ class OnboardingError(CentralError):
 
 class KeyError_(CentralError):
     """The centre's keystore or one of its keys cannot be opened."""
+
+
+class BrokerSyncError(CentralError):
+    """The registry changed, but the broker's accounts could not be updated (the broker is unreachable or
+    refused); `facelock-central devices sync` repeats it."""
+
+    exit_code = 6

@@ -6,12 +6,17 @@ valid one-time token the centre signs at once; without one the request waits in 
 operator approves it.  Tokens are stored only as SHA-256, are single-use, expire, and may be bound to
 one device id.  Revocation is final for that id: the certificate's serial goes on the CRL the broker
 checks, and the door gets no more bundles.
+
+With `accounts` (central.broker.BrokerAccounts), the centre also keeps the broker's accounts in step: a
+door is added to the broker when it is approved and deleted when it is revoked (its session, if up, ends
+at once).  `sync_broker()` redoes that for every device (after the broker was unreachable).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,7 +27,7 @@ from sqlalchemy import select
 
 from central import audit
 from central.db import Database
-from central.errors import NotFound, OnboardingError
+from central.errors import BrokerSyncError, NotFound, OnboardingError
 from central.keys import CentreKeys
 from central.models import Device, Door, EnrollmentToken
 from firmware import fsutil
@@ -32,6 +37,7 @@ from firmware.telemetry.topics import valid_device_id
 from provisioning import pkifiles
 
 MAX_CSR_BYTES = 8192
+log = logging.getLogger("facelock.central.registry")
 
 
 @dataclass(frozen=True)
@@ -50,10 +56,24 @@ def _hash(token: str) -> str:
 
 
 class Registry:
-    def __init__(self, db: Database, keys: CentreKeys, cert_days: int = 825) -> None:
+    def __init__(self, db: Database, keys: CentreKeys, cert_days: int = 825, accounts=None) -> None:
         self.db = db
         self.keys = keys
         self.cert_days = cert_days
+        self.accounts = accounts  # central.broker.Accounts, or None: the broker is managed elsewhere
+
+    def _tell_broker(self, action: str, device_id: str) -> None:
+        """After the registry committed: add or delete the device's broker account."""
+        if self.accounts is None:
+            return
+        from provisioning.mosquitto import BrokerError
+
+        try:
+            (self.accounts.add if action == "add" else self.accounts.remove)(device_id)
+        except BrokerError as exc:
+            raise BrokerSyncError(f"device {device_id} is {'active' if action == 'add' else 'revoked'} in the "
+                                  f"registry, but the broker was not updated ({exc}); run "
+                                  "`facelock-central devices sync` once it is reachable") from None
 
     # -- tokens ------------------------------------------------------------------------------------
     def create_token(self, operator: str, device_id: str | None = None, ttl_s: float = 86400.0) -> str:
@@ -108,7 +128,13 @@ class Registry:
                 self._sign(dev, csr, "token", now)
                 audit.record(s, "token", "device.enroll", device_id, serial=dev.cert_serial)
             s.flush()
-            return self._answer(dev)
+            answer = self._answer(dev)
+        if answer.status == "active":
+            try:
+                self._tell_broker("add", device_id)
+            except BrokerSyncError as exc:  # the lock still gets its certificate; the operator is told
+                log.warning("%s", exc)
+        return answer
 
     def _sign(self, dev: Device, csr: x509.CertificateSigningRequest, by: str, now: float) -> None:
         ca = self.keys.ca()
@@ -152,7 +178,9 @@ class Registry:
                 raise OnboardingError(f"device {device_id} is {dev.status}, not pending")
             self._sign(dev, x509.load_pem_x509_csr(dev.csr_pem.encode()), operator, time.time())
             audit.record(s, operator, "device.approve", device_id, serial=dev.cert_serial)
-            return self._answer(dev)
+            answer = self._answer(dev)
+        self._tell_broker("add", device_id)
+        return answer
 
     def revoke(self, device_id: str, operator: str) -> None:
         """Revoke for good: CRL rewritten (the broker refuses the certificate), no more bundles."""
@@ -169,6 +197,15 @@ class Registry:
                 s.delete(door)
             audit.record(s, operator, "device.revoke", device_id, serial=dev.cert_serial)
         self.write_crl()
+        self._tell_broker("remove", device_id)
+
+    def sync_broker(self) -> dict[str, int]:
+        """Give every active device its broker account and delete every revoked one (idempotent)."""
+        with self.db.session() as s:
+            states = [(d.id, d.status) for d in s.scalars(select(Device).where(Device.status != "pending"))]
+        for device_id, status in states:
+            self._tell_broker("add" if status == "active" else "remove", device_id)
+        return {"active": sum(st == "active" for _, st in states), "revoked": sum(st == "revoked" for _, st in states)}
 
     def crl_pem(self) -> bytes:
         ca = self.keys.ca()

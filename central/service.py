@@ -45,6 +45,10 @@ class ServiceConfig:
     denied_window_s: float = 60.0
     offline_after_s: float = 120.0
     webhook_url: str = ""  # every alert (monitor rules and behaviour rules) POSTed as JSON
+    # The broker-admin identity (facelock-broker-admin's certificate and key): with both set, approving a
+    # door adds its broker account and revoking deletes it (central.broker.BrokerAccounts).
+    broker_admin_cert: str = ""
+    broker_admin_key: str = ""
     time_zone: str = ""  # the site's IANA zone for the behaviour rules' hours ("" = the system's zone)
 
     @classmethod
@@ -60,10 +64,20 @@ class ServiceConfig:
                 raise CentralError(f"central.{k}: must be a {type(default).__name__}")
         vals = {k: (float(v) if isinstance(fields[k].default, float) else v) for k, v in d.items()}
         if base is not None:
-            for k in ("data_dir", "ca_file", "cert_file", "key_file"):
+            for k in ("data_dir", "ca_file", "cert_file", "key_file", "broker_admin_cert", "broker_admin_key"):
                 if k in vals and not os.path.isabs(vals[k]):
                     vals[k] = str(base / vals[k])
         return cls(**vals)
+
+    def accounts(self):
+        """The broker's accounts the centre keeps in step with its registry, or None (not configured)."""
+        if not (self.broker_admin_cert and self.broker_admin_key):
+            if self.broker_admin_cert or self.broker_admin_key:
+                raise CentralError("central.broker_admin_cert and broker_admin_key go together")
+            return None
+        from central.broker import BrokerAccounts
+
+        return BrokerAccounts(self.host, self.port, self.ca_file, self.broker_admin_cert, self.broker_admin_key)
 
     @classmethod
     def from_toml(cls, path: Path) -> ServiceConfig:
@@ -87,7 +101,7 @@ class Worker:
 
         self.cfg = cfg
         self.zone = site_zone(cfg.time_zone)  # an unknown zone is refused before anything starts
-        self.centre = Centre(cfg.data_dir, cfg.db or None)
+        self.centre = Centre(cfg.data_dir, cfg.db or None, accounts=cfg.accounts())
         self.notifiers: list = []
         if cfg.webhook_url:
             from provisioning.monitor.notify import WebhookNotifier

@@ -53,6 +53,8 @@ def start_broker(centre: Centre, directory: Path) -> LocalBroker:
         pytest.fail("mosquitto is not installed (make system-deps installs it)")
     b = central_broker.fleet_broker(directory, centre.keys)
     b.start()
+    # the centre keeps this broker's accounts in step with its registry (approve adds, revoke deletes)
+    centre.registry.accounts = central_broker.BrokerAccounts.for_local(b)
     return b
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from central.app import Centre
-from central.broker import central_files, register_door
+from central.broker import central_files
 from central.models import EventRow
 from central.monitor_store import SqlMonitorStore
 from central.pgserver import LocalPostgres
@@ -52,7 +52,6 @@ def _run_stream(centre: Centre, broker, tmp_path: Path, disrupt) -> dict:
     for i in range(N_DOORS):
         d = SimDoor(tmp_path / f"door-{i}", f"door-{i}")
         d.install(centre.registry.submit(d.csr(), centre.registry.create_token("op")))
-        register_door(broker, d.id)
         cfg = dataclasses.replace(d.mqtt_config(broker.host, broker.port), receipt_timeout_s=2.0)
         ob = Outbox(tmp_path / f"door-{i}" / "outbox.db")
         c = TelemetryClient(cfg, ob)

@@ -5,6 +5,7 @@ Attacker cases: a reused, expired or misbound token, a forged CSR, a CSR without
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from central.app import Centre
-from central.broker import register_door
 from central.errors import OnboardingError
 from central.models import AuditEntry, Device, EnrollmentToken
 from central.simdoor import SimDoor
@@ -53,8 +53,7 @@ def test_token_onboarding_signs_at_once_and_the_lock_connects(centre: Centre, fl
     token = centre.registry.create_token("alice", device_id="door-1")
     e = centre.registry.submit(door.csr(), token)
     assert e.status == "active" and e.cert_pem and "BEGIN CERTIFICATE" in e.cert_pem
-    door.install(e)
-    register_door(fleet_broker, "door-1")
+    door.install(e)  # the centre gave it its broker account: nobody registers it by hand
     cert = pkifiles.load_cert(door.dir / "device.pem")
     pkifiles.verify_issued_by(cert, centre.keys.ca().cert)
     assert _connects(door, fleet_broker)
@@ -91,7 +90,6 @@ def test_without_a_token_the_request_waits_for_an_operator(centre: Centre, fleet
     approved = centre.registry.approve("door-2", "bob")
     assert approved.status == "active"
     door.install(approved)
-    register_door(fleet_broker, "door-2")
     assert _connects(door, fleet_broker)
     assert centre.registry.pending() == []
     with pytest.raises(OnboardingError):  # an active id cannot be enrolled again (no key takeover)
@@ -123,13 +121,30 @@ def test_forged_or_incomplete_csrs_are_refused(centre: Centre, tmp_path: Path) -
 
 
 def test_a_revoked_lock_is_refused_by_the_broker(centre: Centre, tmp_path: Path) -> None:
+    """Revoking ends the door's session at once (the centre deletes its broker account), and the CRL
+    refuses the certificate at any later handshake, also after the broker restarts."""
+    broker = start_broker(centre, tmp_path / "broker")
     door = SimDoor(tmp_path / "d3", "door-3")
     door.install(centre.registry.submit(door.csr(), centre.registry.create_token("alice")))
-    broker = start_broker(centre, tmp_path / "broker")
-    register_door(broker, "door-3")
     try:
         assert _connects(door, broker)
-        centre.registry.revoke("door-3", "alice")
+        ctx = ssl.create_default_context(cafile=str(door.dir / "ca.pem"))
+        ctx.load_cert_chain(str(door.dir / "device.pem"), str(door.dir / "device.key"))
+        live = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="door-3", protocol=mqtt.MQTTv5)
+        live.tls_set_context(ctx)
+        up, down = threading.Event(), threading.Event()
+        live.on_connect = lambda *a: up.set()
+        live.on_disconnect = lambda *a: down.set()
+        live.connect(broker.host, broker.port)
+        live.loop_start()
+        try:
+            assert up.wait(10)
+            centre.registry.revoke("door-3", "alice")
+            assert down.wait(10)  # the live session ended at once, no broker restart
+        finally:
+            live.disconnect()
+            live.loop_stop()
+        assert not _connects(door, broker, timeout=3)
         broker.stop()  # mosquitto reads the CRL when it starts
         broker.start()
         assert not _connects(door, broker, timeout=3)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from central.app import Centre
-from central.broker import CENTRAL_USER, register_door
+from central.broker import CENTRAL_USER
 from central.distributor import Distributor
 from central.simdoor import SimDoor
 from firmware.fleet.bundle import verify_bundle
@@ -53,7 +53,6 @@ def _doors(centre: Centre, broker: LocalBroker, tmp_path: Path, *ids: str, start
     for i in ids:
         door = SimDoor(tmp_path / i, i)
         door.install(centre.registry.submit(door.csr(), centre.registry.create_token(OP)))
-        register_door(broker, i)
         centre.directory.add_door(i, f"Door {i}", OP)
         if start:
             door.start_agent(broker.host, broker.port)

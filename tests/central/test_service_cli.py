@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from central.app import Centre
-from central.broker import central_files, register_door
+from central.broker import BROKER_ADMIN_USER, central_files
 from central.simdoor import SimDoor
 from firmware.telemetry.client import TelemetryClient
 from firmware.telemetry.events import make_event
@@ -25,8 +25,10 @@ from tests.support.mqtt_broker import wait_until
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cli(data_dir: Path, db: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+def _cli(data_dir: Path, db: str, *args: str, ok: bool = True, config: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO), FACELOCK_OPERATOR="op-cli")
+    if config is not None:
+        env["FACELOCK_CENTRAL_CONFIG"] = str(config)
     r = subprocess.run([sys.executable, "-m", "central.cli", "--data-dir", str(data_dir), "--db", db, *args],
                        capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     if ok:
@@ -39,11 +41,12 @@ def test_two_workers_cli_onboarding_push_events_and_a_signed_command(centre: Cen
     data = centre.dir
     broker = start_broker(centre, tmp_path / "broker")
     cf = central_files(broker)
+    admin = broker.raw_pki.client(BROKER_ADMIN_USER)
     toml = tmp_path / "central.toml"
     toml.write_text("[central]\n" + "\n".join(f'{k} = {json.dumps(v)}' for k, v in {
         "data_dir": str(data), "db": pg_url, "host": broker.host, "port": broker.port,
         "ca_file": str(broker.pki.ca), "cert_file": str(cf.cert), "key_file": str(cf.key), "retry_s": 0.5,
-        "refresh_s": 1.0}.items()) + "\n")
+        "refresh_s": 1.0, "broker_admin_cert": str(admin.cert), "broker_admin_key": str(admin.key)}.items()) + "\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     workers = [subprocess.Popen([sys.executable, "-m", "central.cli", "run", "--config", str(toml)], cwd=REPO,
                                 env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"w{i}.log", "wb"))
@@ -54,9 +57,8 @@ def test_two_workers_cli_onboarding_push_events_and_a_signed_command(centre: Cen
     try:
         token = _cli(data, pg_url, "devices", "token", "--device", "door-a").stdout.strip()
         out = _cli(data, pg_url, "devices", "submit", str(tmp_path / "door-a.csr"), "--token", token,
-                   "--out", str(door.dir), "--json").stdout
-        assert json.loads(out)["status"] == "active"
-        register_door(broker, "door-a")  # the broker's registry learns the door (its own grants)
+                   "--out", str(door.dir), "--json", config=toml).stdout
+        assert json.loads(out)["status"] == "active"  # and the centre gave the door its broker account
         _cli(data, pg_url, "doors", "add", "door-a", "--name", "Front")
         door.start_agent(broker.host, broker.port)
         import numpy as np
