@@ -57,11 +57,23 @@ class BrokerAccounts:
         finally:
             admin.close()
 
-    @classmethod
-    def for_local(cls, broker: LocalBroker) -> BrokerAccounts:
-        """Accounts of a LocalBroker (tests, bench, demo), through the same control topic as production."""
-        files = broker.raw_pki.client(BROKER_ADMIN_USER)
-        return cls(broker.host, broker.port, broker.raw_pki.ca, files.cert, files.key)
+    @staticmethod
+    def for_local(broker: LocalBroker) -> Accounts:
+        """Accounts of a LocalBroker (tests, bench, demo): through the broker object, which sends the same
+        control-topic commands (DynsecAdmin) and remembers whom it registered, so a fixture that also
+        registers a door by hand does not add it twice."""
+        return _LocalAccounts(broker)
+
+
+class _LocalAccounts:
+    def __init__(self, broker: LocalBroker) -> None:
+        self.broker = broker
+
+    def add(self, device: str) -> None:
+        self.broker.register(device)
+
+    def remove(self, device: str) -> None:
+        self.broker.unregister(device)
 
 
 def fleet_broker(directory: str | Path, keys, doors: list[str] | tuple[str, ...] = ()) -> LocalBroker:
