@@ -4,8 +4,12 @@
     central-templates   AEAD key (versioned): seals every template stored in the database
     central-ca          passphrase of the CA private key file (ca.key)
 
-The data dir holds: keystore/, ca.pem, ca.key (scrypt + ChaCha20-Poly1305, provisioning.pkifiles), central.pub, crl.pem.  The keystore passphrase
-comes from $FACELOCK_CENTRAL_PASSPHRASE (none: the keystore is bound to keystore/device.secret only).
+The data dir holds: keystore/, ca.pem, ca.key (scrypt + ChaCha20-Poly1305, provisioning.pkifiles), central.pub,
+crl.pem.  The keystore's KEK = scrypt(secret || passphrase): the passphrase comes from
+$FACELOCK_CENTRAL_PASSPHRASE (optional); the 32-byte secret lives *outside* the data dir, at
+$FACELOCK_CENTRAL_SECRET or else beside it (`<data_dir>.secret`, 0600), so a copy of the data dir (a
+backup, a database host's disk, an rsync) opens none of the centre's keys.  A centre made before kept it
+in keystore/device.secret: the first open moves it out (firmware.keystore.file_backend).
 Nothing here logs key material.
 """
 
@@ -30,14 +34,28 @@ SIGNING_KEY_ID = "central-signing"
 TEMPLATE_KEY_ID = "central-templates"
 CA_PASS_ID = "central-ca"
 PASSPHRASE_ENV = "FACELOCK_CENTRAL_PASSPHRASE"
+SECRET_ENV = "FACELOCK_CENTRAL_SECRET"
+
+
+def secret_path(directory: str | Path, configured: str | Path | None = None) -> Path:
+    """Where the keystore secret of the centre in `directory` lives: `configured`, $FACELOCK_CENTRAL_SECRET,
+    else beside the data dir (never in it)."""
+    if configured:
+        return Path(configured)
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return Path(env)
+    d = Path(directory).resolve()
+    return d.with_name(d.name + ".secret")
 
 
 class CentreKeys:
-    def __init__(self, directory: str | Path, scrypt_log2_n: int = 15) -> None:
+    def __init__(self, directory: str | Path, scrypt_log2_n: int = 15, secret_file: str | Path | None = None) -> None:
         self.dir = Path(directory)
         fsutil.make_private_dir(self.dir)
+        self.secret_path = secret_path(self.dir, secret_file)
         try:
-            self.keystore = FileKeystore(self.dir / "keystore", self.dir / "keystore" / "device.secret",
+            self.keystore = FileKeystore(self.dir / "keystore", self.secret_path,
                                          passphrase=os.environ.get(PASSPHRASE_ENV), scrypt_log2_n=scrypt_log2_n)
         except KeystoreError as exc:
             raise KeyError_(f"cannot open the centre keystore: {exc}") from None
