@@ -29,7 +29,7 @@ import numpy as np
 
 FPS = 30.0
 EMPTY_FRAMES = 20
-FACE_FRAMES = 25
+FACE_FRAMES = 45  # 1.5 s at 30 fps: liveness needs 0.8 s of frames (static replay) before "live"
 
 
 def _vmhwm_mb(pid: int) -> float:
