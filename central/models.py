@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -192,3 +193,17 @@ class AuditEntry(Base):
 
 
 
+
+
+class DoorReportedState(Base):
+    """What each lock last published on its retained state topic (central.doorstate); ts: the lock's clock."""
+
+    __tablename__ = "door_reported_state"
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lock: Mapped[str] = mapped_column(String(16), nullable=False)
+    door: Mapped[str] = mapped_column(String(16), nullable=False)
+    tamper: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    lockdown: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    machine: Mapped[str | None] = mapped_column(String(16))
+    ts: Mapped[float] = mapped_column(Float, nullable=False)
+    received_at: Mapped[float] = mapped_column(Float, nullable=False)

@@ -92,8 +92,10 @@ class ServiceConfig:
 
 class Worker:
     def __init__(self, cfg: ServiceConfig) -> None:
+        from central.alert_rules import CentreAlertRules
         from central.app import Centre
         from central.distributor import BrokerSettings, Distributor
+        from central.doorstate import DoorStateIngest
         from provisioning.monitor.config import MonitorConfig
         from provisioning.monitor.service import MonitorService
 
@@ -116,15 +118,19 @@ class Worker:
                           console=False, batch_max=cfg.batch_max, denied_threshold=cfg.denied_threshold,
                           denied_window_s=cfg.denied_window_s, offline_after_s=cfg.offline_after_s,
                           backoff_min_s=0.2, backoff_max_s=5.0),
-            self.centre.monitor, notifiers=self.notifiers)
+            self.centre.monitor, notifiers=self.notifiers,
+            rules=CentreAlertRules(cfg.denied_threshold, cfg.denied_window_s, cfg.offline_after_s))
         self.distributor = Distributor(self.centre.db, BrokerSettings(
             cfg.host, cfg.port, cfg.ca_file, cfg.cert_file, cfg.key_file, client_id=f"facelock-central-{suffix}",
             group=cfg.group), retry_s=cfg.retry_s)
+        self.doorstate = DoorStateIngest(self.centre.db, BrokerSettings(  # the locks' retained state topics
+            cfg.host, cfg.port, cfg.ca_file, cfg.cert_file, cfg.key_file, client_id=f"facelock-central-{suffix}"))
         self._stop = threading.Event()
 
     def start(self) -> None:
         self.monitor.start()
         self.distributor.start()
+        self.doorstate.start()
 
     def run(self) -> None:
         import time
@@ -155,6 +161,7 @@ class Worker:
         self._stop.set()
 
     def shutdown(self) -> None:
+        self.doorstate.stop()
         self.distributor.stop()
         self.monitor.stop()
         for n in self.notifiers:

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -128,6 +129,8 @@ def _environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["ts"] = _fmt_ts
     env.globals["ROLES"] = ROLES
+    # the SVG is built by charts.py, which escapes every text it puts in
+    env.globals["sparkline"] = lambda *a: Markup(charts.denials_sparkline(*a))
     return env
 
 
@@ -308,19 +311,21 @@ async def root(request: Request) -> Response:
 # -- fleet ------------------------------------------------------------------------------------------
 @_guard()
 def fleet(request: Request, sess: Session, form: dict) -> Page:
-    q = _query(request, {"sort", "dir", "q", "status", "fragment"})
+    q = _query(request, {"sort", "dir", "q", "status", "lock", "fragment"})
     sort = _choice(q["sort"], readmodel.FLEET_SORTS, "sort", "id")
     direction = _choice(q["dir"], ("asc", "desc"), "dir", "asc")
     status = _choice(q["status"], ("all", "online", "offline"), "status", "all")
+    lock = _choice(q["lock"], readmodel.LOCK_FILTERS, "lock", "all")
     text = _text(q["q"], "the filter", 64)
     rows = readmodel.fleet(request.app.state.console.centre.db)
     if status != "all":
         rows = [r for r in rows if r["online"] == (status == "online")]
     if text:
         rows = [r for r in rows if text.lower() in r["id"].lower() or text.lower() in r["name"].lower()]
+    rows = [r for r in rows if readmodel.lock_filter(r, lock)]
     rows = readmodel.sort_fleet(rows, sort, direction == "desc")
-    params = {"sort": sort, "dir": direction, "status": status, "q": text}
-    ctx = dict(rows=rows, params=params, qs=urlencode(params), page="fleet")
+    params = {"sort": sort, "dir": direction, "status": status, "lock": lock, "q": text}
+    ctx = dict(rows=rows, params=params, qs=urlencode(params), page="fleet", lock_filters=readmodel.LOCK_FILTERS)
     return Page("_fleet_table.html" if q["fragment"] == "1" else "fleet.html", **ctx)
 
 
@@ -420,6 +425,8 @@ def alerts_page(request: Request, sess: Session, form: dict) -> Page:
 
 
 def _alert_change(request: Request, sess: Session, form: dict, to: str) -> Response:
+    from sqlalchemy import select
+
     from central import audit
     from central.models import AlertRow
 
@@ -431,18 +438,23 @@ def _alert_change(request: Request, sess: Session, form: dict, to: str) -> Respo
         if s.get(AlertRow, alert_id) is None:
             raise NotFound(f"no alert {alert_id}")
         row = s.get(AlertState, alert_id, with_for_update=True)
-        if to == "acknowledged":
-            if row is not None:
-                raise CentralError(f"alert {alert_id} was already {row.status} by {row.ack_by or row.resolved_by}")
-            s.add(AlertState(alert_id=alert_id, status="acknowledged", ack_by=who, ack_at=now, ack_note=note))
-        else:
-            if row is not None and row.status == "resolved":
-                raise CentralError(f"alert {alert_id} was already resolved by {row.resolved_by}")
-            if row is None:
-                row = AlertState(alert_id=alert_id, status="resolved")
-                s.add(row)
-            row.status, row.resolved_by, row.resolved_at, row.resolved_note = "resolved", who, now, note
-        audit.record(s, who, f"alert.{'ack' if to == 'acknowledged' else 'resolve'}", str(alert_id), note=note)
+        if to == "acknowledged" and row is not None:
+            raise CentralError(f"alert {alert_id} was already {row.status} by {row.ack_by or row.resolved_by}")
+        if row is not None and row.status == "resolved":
+            raise CentralError(f"alert {alert_id} was already resolved by {row.resolved_by}")
+        ids = readmodel.alert_group(s, alert_id)  # the row stands for these (one door, one rule)
+        states = {r.alert_id: r for r in s.scalars(select(AlertState).where(AlertState.alert_id.in_(ids)))}
+        for i in ids:
+            r = states.get(i)
+            if to == "acknowledged":
+                s.add(AlertState(alert_id=i, status="acknowledged", ack_by=who, ack_at=now, ack_note=note))
+                continue
+            if r is None:
+                r = AlertState(alert_id=i, status="resolved")
+                s.add(r)
+            r.status, r.resolved_by, r.resolved_at, r.resolved_note = "resolved", who, now, note
+        audit.record(s, who, f"alert.{'ack' if to == 'acknowledged' else 'resolve'}", str(alert_id), note=note,
+                     alerts=ids)
     return RedirectResponse("/alerts?" + urlencode({"status": to, "done": f"alert {alert_id} {to}"}), 303)
 
 

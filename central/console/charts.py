@@ -72,3 +72,33 @@ def door_charts(data: dict) -> list[tuple[str, str]]:
                                        {"denied": s["access_denied"], "spoof": s["spoof_suspected"]},
                                        f"chart-door-{door}")))
     return out
+
+
+SPARK_W, SPARK_H = 96, 20
+
+
+def denials_sparkline(door: str, name: str, hourly: list[int], hour0: float) -> str:
+    """A small bar chart of one door's denials per hour over the last 24 h (UTC hours), for the fleet
+    table: inline SVG (no script, no inline style; the bars' colour is the stylesheet's `spark`), with
+    an aria-label and a <title> that say the same in words, and a <title> per hour for a pointer."""
+    n = len(hourly)
+    total, peak = sum(hourly), max([*hourly, 0])
+    busiest = hourly.index(peak) if peak else None
+    label = (f"Denials per hour at {name}, last 24 hours: {total} in total"
+             + (f", at most {peak} in one hour ({time.strftime('%H:00', time.gmtime(hour0 + 3600 * busiest))} UTC)"
+                if busiest is not None else ""))
+    bw = SPARK_W / max(n, 1)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" id="spark-{escape(door)}" '
+             f'viewBox="0 0 {SPARK_W} {SPARK_H}" width="{SPARK_W}" height="{SPARK_H}" role="img" '
+             f'aria-label="{escape(label)}" data-total="{total}"><title>{escape(label)}</title>',
+             f'<line class="spark-base" x1="0" y1="{SPARK_H - 0.5}" x2="{SPARK_W}" y2="{SPARK_H - 0.5}"/>']
+    for i, v in enumerate(hourly):
+        if not v:
+            continue
+        h = max(2.0, (SPARK_H - 2) * v / peak)
+        hour = time.strftime("%H:00", time.gmtime(hour0 + 3600 * i))
+        parts.append(f'<rect class="spark-bar" data-hour="{i}" data-count="{v}" x="{i * bw + 0.5:.1f}" '
+                     f'y="{SPARK_H - h:.1f}" width="{max(bw - 1, 1):.1f}" height="{h:.1f}">'
+                     f'<title>{hour} UTC: {v}</title></rect>')
+    parts.append("</svg>")
+    return "".join(parts)

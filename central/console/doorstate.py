@@ -1,14 +1,18 @@
-"""What a door last reported about itself, from its newest events (pure: no I/O).
+"""What a door last reported about itself (pure: no I/O).
 
-The centre stores events, not the lock's retained state topic, so the console derives the door's state
-from the events the lock's runtime emits (firmware.lock.controller): `state_changed` (data.state, the
-state machine's state), `command_result` with reason "lockdown" (data.mode, after a remote lockdown),
-`tamper`, and `heartbeat` (data.audit_seq / audit_head: the head of the lock's keyed audit chain).
+Two sources.  The lock's retained state topic, which the centre's workers store (central.doorstate:
+the relay read back, the door contact, the tamper switch, lockdown on/off, the state machine's state):
+when a door has published it, it decides the lock, door, tamper and machine fields, because it is the
+door's state *now* (events only say what changed, and a lost or late event would leave the page wrong).
+And the events the lock's runtime emits (firmware.lock.runtime): `state_changed` (data.state),
+`command_result` with reason "lockdown" (data.mode: which lockdown, which the state topic does not say),
+`tamper`, and `heartbeat` (data.audit_seq / audit_head: the head of the lock's keyed audit chain); they
+decide what the topic does not carry, and everything for a door that never published its state.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 STATE_TYPES = ("state_changed", "command_result", "tamper", "heartbeat")
@@ -24,6 +28,28 @@ class DoorState:
     audit_seq: int | None
     audit_head: str | None
     audit_ts: float | None
+    door: str = "unknown"  # the door contact: "open" | "closed" | "unknown" (state topic only)
+    source: str = "events"  # "state topic" | "events" | "nothing yet"
+    reported_ts: float | None = None  # the lock's clock when it published the state topic
+
+
+def merge(derived: DoorState, reported: dict[str, Any] | None) -> DoorState:
+    """`derived` (from events) overlaid with the state topic's fields (a stored DoorReportedState as a
+    dict: lock, door, tamper, lockdown, machine, ts), when the door published one."""
+    if not reported:
+        return derived if derived.machine is not None else replace(derived, source="nothing yet")
+    machine = reported.get("machine") or derived.machine
+    # the newer of the two says whether a lockdown is on (the daemon republishes its state on each
+    # state-machine move, and a lockdown need not move it); only the events say which lockdown
+    lockdown = derived.lockdown
+    if derived.lockdown_ts is None or derived.lockdown_ts < float(reported["ts"]):
+        if not reported["lockdown"]:
+            lockdown = "off"
+        elif lockdown in (None, "off"):
+            lockdown = "on"
+    return replace(derived, lock=str(reported["lock"]).lower(), machine=machine, door=str(reported["door"]),
+                   tamper=bool(reported["tamper"]) or machine == "TAMPER", lockdown=lockdown,
+                   source="state topic", reported_ts=float(reported["ts"]))
 
 
 def derive(events: list[dict[str, Any]]) -> DoorState:

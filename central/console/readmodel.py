@@ -26,6 +26,7 @@ from central.models import (
     Availability,
     Device,
     Door,
+    DoorReportedState,
     EventRow,
     GroupDoor,
     GroupMember,
@@ -71,11 +72,27 @@ def _states(s, door_ids: list[str]) -> dict[str, doorstate.DoorState]:  # noqa: 
             by_door[r.device].append(json.loads(r.payload))
         except ValueError:
             continue
-    return {d: doorstate.derive(by_door.get(d, [])) for d in door_ids}
+    reported = {r.device: {"lock": r.lock, "door": r.door, "tamper": r.tamper, "lockdown": r.lockdown,
+                           "machine": r.machine, "ts": r.ts}
+                for r in s.scalars(select(DoorReportedState).where(DoorReportedState.device.in_(door_ids)))}
+    return {d: doorstate.merge(doorstate.derive(by_door.get(d, [])), reported.get(d)) for d in door_ids}
 
 
 # -- fleet ----------------------------------------------------------------------------------------
-FLEET_SORTS = ("id", "name", "status", "last_event", "denials", "version")
+FLEET_SORTS = ("id", "name", "status", "lock", "last_event", "denials", "version")
+LOCK_FILTERS = ("all", "locked", "unlocked", "tamper", "lockdown")
+HOUR = 3600.0
+
+
+def lock_filter(row: dict[str, Any], which: str) -> bool:
+    """Whether a fleet row passes the page's lock-state filter."""
+    if which == "all":
+        return True
+    if which == "tamper":
+        return row["tamper"]
+    if which == "lockdown":
+        return row["lockdown"] not in (None, "off")
+    return row["lock"] == which
 
 
 def fleet(db: Database, now: float | None = None) -> list[dict[str, Any]]:
@@ -87,9 +104,14 @@ def fleet(db: Database, now: float | None = None) -> list[dict[str, Any]]:
         policy = {p.door_id: p for p in s.scalars(select(PolicyState).where(PolicyState.door_id.in_(ids)))}
         last_ids = select(func.max(EventRow.rowid)).where(EventRow.device.in_(ids)).group_by(EventRow.device)
         last = {r.device: r for r in s.scalars(select(EventRow).where(EventRow.rowid.in_(last_ids)))}
-        denials = dict(s.execute(select(EventRow.device, func.count()).where(
-            EventRow.device.in_(ids), EventRow.type == "access_denied", EventRow.ts >= now - DAY)
-            .group_by(EventRow.device)).all())
+        # denials per hour over the last 24 h (the fleet's sparklines): hour 23 is the current hour
+        hour0 = (int(now // HOUR) - 23) * HOUR
+        hourly: dict[str, list[int]] = defaultdict(lambda: [0] * 24)
+        for dev, ts in s.execute(select(EventRow.device, EventRow.ts).where(
+                EventRow.device.in_(ids), EventRow.type == "access_denied", EventRow.ts >= hour0)):
+            i = int((ts - hour0) // HOUR)
+            if 0 <= i < 24:
+                hourly[dev][i] += 1
         states = _states(s, ids) if ids else {}
     out = []
     for d, dev_status in doors:
@@ -97,18 +119,22 @@ def fleet(db: Database, now: float | None = None) -> list[dict[str, Any]]:
         out.append({"id": d.id, "name": d.name, "device_status": dev_status,
                     "online": a is not None and a.status == "online",
                     "availability": a.status if a else "never seen", "since": a.changed_at if a else None,
-                    "lock": st.lock if st else "unknown", "tamper": bool(st and st.tamper),
+                    "lock": st.lock if st else "unknown", "machine": st.machine if st else None,
+                    "door": st.door if st else "unknown", "state_source": st.source if st else "nothing yet",
+                    "tamper": bool(st and st.tamper),
                     "lockdown": (st.lockdown if st and st.lockdown else None), "policy_lockdown": d.lockdown,
                     "last_event": e.type if e else None, "last_event_ts": e.ts if e else None,
                     "version": p.version if p else 0, "acked_version": p.acked_version if p else 0,
                     "in_sync": bool(p and p.acked_version >= p.version),
-                    "denials_24h": denials.get(d.id, 0)})
+                    "denials_24h": sum(hourly.get(d.id, ())), "denials_hourly": list(hourly.get(d.id, [0] * 24)),
+                    "hour0": hour0})
     return out
 
 
 def sort_fleet(rows: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
     keyf = {"id": lambda r: r["id"], "name": lambda r: r["name"].lower(),
-            "status": lambda r: (r["online"], r["id"]), "last_event": lambda r: r["last_event_ts"] or 0.0,
+            "status": lambda r: (r["online"], r["id"]), "lock": lambda r: (r["lock"], r["id"]),
+            "last_event": lambda r: r["last_event_ts"] or 0.0,
             "denials": lambda r: r["denials_24h"], "version": lambda r: r["acked_version"]}[key]
     return sorted(rows, key=keyf, reverse=descending)
 
@@ -168,20 +194,58 @@ def cursors(db: Database) -> tuple[int, int]:
 
 # -- alerts ---------------------------------------------------------------------------------------
 def alerts(db: Database, status: str = "open", limit: int = 200) -> list[dict[str, Any]]:
+    """Newest first, one row per door and rule and what was done to them together: the open alerts of a
+    door and rule are one row with a count (a stranger trying the door five times is one open alert,
+    x5), and the alerts acknowledged or resolved together stay one row.  `ids`: the alerts a row stands
+    for (acknowledging the row acknowledges them all)."""
     with db.session() as s:
         q = (select(AlertRow, AlertState).outerjoin(AlertState, AlertState.alert_id == AlertRow.id)
-             .order_by(AlertRow.id.desc()).limit(limit))
+             .order_by(AlertRow.id.desc()).limit(limit * 10))
         if status == "open":
             q = q.where(AlertState.alert_id.is_(None))
         elif status in ("acknowledged", "resolved"):
             q = q.where(AlertState.status == status)
         names = dict(s.execute(select(Door.id, Door.name)).all())
-        return [{"id": a.id, "rule": a.rule, "device": a.device, "door_name": names.get(a.device), "ts": a.ts,
-                 "detail": a.detail, "status": st.status if st else "open",
+        rows: list[dict[str, Any]] = []
+        by_key: dict[tuple, dict[str, Any]] = {}
+        for a, st in s.execute(q):
+            key = (a.device, a.rule, st.status if st else "open", st.ack_at if st else None,
+                   st.resolved_at if st else None)
+            if key in by_key:  # an older alert of the same group
+                g = by_key[key]
+                g["ids"].append(a.id)
+                g["count"] += 1
+                g["first_ts"] = a.ts
+                continue
+            if len(rows) >= limit:
+                continue
+            g = {"id": a.id, "ids": [a.id], "count": 1, "first_ts": a.ts, "rule": a.rule, "device": a.device,
+                 "door_name": names.get(a.device), "ts": a.ts, "detail": a.detail,
+                 "status": st.status if st else "open",
                  "ack_by": st.ack_by if st else None, "ack_at": st.ack_at if st else None,
                  "ack_note": st.ack_note if st else None, "resolved_by": st.resolved_by if st else None,
                  "resolved_at": st.resolved_at if st else None, "resolved_note": st.resolved_note if st else None}
-                for a, st in s.execute(q)]
+            by_key[key] = g
+            rows.append(g)
+        return rows
+
+
+def alert_group(s, alert_id: int) -> list[int]:  # noqa: ANN001 - Session
+    """The alerts the console's row for `alert_id` stands for (as `alerts` groups them), oldest first:
+    the open alerts of its door and rule up to it, or those acknowledged together with it."""
+    a = s.get(AlertRow, alert_id)
+    if a is None:
+        return []
+    st = s.get(AlertState, alert_id)
+    q = (select(AlertRow.id).outerjoin(AlertState, AlertState.alert_id == AlertRow.id)
+         .where(AlertRow.device == a.device, AlertRow.rule == a.rule).order_by(AlertRow.id))
+    if st is None:
+        q = q.where(AlertRow.id <= alert_id, AlertState.alert_id.is_(None))
+    elif st.status == "acknowledged":
+        q = q.where(AlertState.status == "acknowledged", AlertState.ack_at == st.ack_at)
+    else:
+        return [alert_id]
+    return list(s.scalars(q))
 
 
 def alert_counts(db: Database) -> dict[str, int]:

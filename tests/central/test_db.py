@@ -15,7 +15,7 @@ from central.errors import DatabaseUnavailable
 from central.models import Base
 from central.pgserver import LocalPostgres
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _diff(db) -> list:

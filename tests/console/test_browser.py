@@ -22,6 +22,8 @@ from sqlalchemy import select
 
 from central.models import AuditEntry
 from central.service import ServiceConfig, Worker
+from central.simdoor import SimDoor
+from firmware.audit import AuditLog
 from tests.central.conftest import central_settings
 from tests.console.conftest import PASSWORDS, add_operators, launch, shots_dir
 from tests.console.door import ConsoleDoor
@@ -40,9 +42,10 @@ def _face(seed: int) -> np.ndarray:
 class Browser:
     """One page, with the console errors it logged and the landmark checks every page must pass."""
 
-    def __init__(self, page, shots: Path) -> None:  # noqa: ANN001
+    def __init__(self, page, shots: Path, first: int = 1) -> None:  # noqa: ANN001
         self.page = page
         self.shots = shots
+        self.first = first  # screenshot numbering: each test its own range, all in one directory
         self.errors: list[str] = []
         self.taken: list[str] = []
         page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
@@ -53,19 +56,22 @@ class Browser:
             assert self.page.locator(sel).count() >= 1, f"{self.page.url}: landmark {sel} missing"
 
     def shot(self, name: str) -> None:
-        path = self.shots / f"{len(self.taken) + 1:02d}-{name}.png"
+        path = self.shots / f"{len(self.taken) + self.first:02d}-{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         self.taken.append(path.name)
 
 
 @pytest.fixture
 def fleet(centre, fleet_broker, tmp_path):  # noqa: ANN001
-    """The centre with a worker (alerting on every denial: a stranger is worth a look), one door, Alice."""
+    """The centre with a worker (the shipped alert rules and thresholds), one door with the lock's real
+    runtime, Alice."""
     add_operators(centre)
     f = central_settings(fleet_broker)
     worker = Worker(ServiceConfig(data_dir=str(centre.dir), db=centre.db.url, host=fleet_broker.host,
                                   port=fleet_broker.port, ca_file=f.ca_file, cert_file=f.cert_file,
-                                  key_file=f.key_file, retry_s=1.0, refresh_s=3600.0, denied_threshold=1))
+                                  key_file=f.key_file, retry_s=1.0, refresh_s=3600.0))
+    for k in ("denied_threshold", "denied_window_s", "offline_after_s"):  # nothing tuned for the test
+        assert getattr(worker.cfg, k) == getattr(ServiceConfig(), k)
     door = ConsoleDoor(tmp_path / "door-a", "door-a")
     door.onboard(centre, fleet_broker, "Front door", OP)
     alice = _face(1)
@@ -84,9 +90,7 @@ def fleet(centre, fleet_broker, tmp_path):  # noqa: ANN001
         yield centre, door, alice, f
     finally:
         door.stop()
-        worker.distributor.stop()
-        worker.monitor.stop()
-        worker.centre.close()
+        worker.shutdown()
 
 
 def test_console_end_to_end_in_chromium(fleet, playwright_driver, tmp_path):
@@ -124,12 +128,17 @@ def test_console_end_to_end_in_chromium(fleet, playwright_driver, tmp_path):
             t0 = time.monotonic()
             decision = door.attempt(_face(99))
             assert not decision.granted and decision.reason == "unknown"
-            row = page.locator('#alerts-table tr[data-rule="denied_burst"]')
+            row = page.locator('#alerts-table tr[data-rule="stranger"]')
             row.first.wait_for(timeout=2000)
             took = time.monotonic() - t0
             assert page.evaluate("window.__sameDocument") == "yes"  # no reload happened
             print(f"stranger attempt -> alert on the page in {took:.2f} s")
             assert took <= 2.0
+            # the same stranger again: still one open alert for this door and rule, counting two
+            assert not door.attempt(_face(99)).granted
+            page.locator('#alerts-table tr[data-rule="stranger"][data-count="2"]').wait_for(timeout=5000)
+            assert page.locator('#alerts-table tr[data-rule="stranger"]').count() == 1
+            assert page.inner_text('#alerts-table tr[data-rule="stranger"] [data-field=count]') == "×2"
             b.shot("alerts-open")
 
             # -- acknowledge it, with a note -----------------------------------------------------------
@@ -140,10 +149,12 @@ def test_console_end_to_end_in_chromium(fleet, playwright_driver, tmp_path):
             acked = page.locator(f'#alerts-table tr[data-alert="{alert_id}"] [data-field=status]')
             assert "acknowledged by olga" in acked.inner_text() and "a visitor" in acked.inner_text()
             b.shot("alerts-acknowledged")
+            assert page.locator(f'#alerts-table tr[data-alert="{alert_id}"]').get_attribute("data-count") == "2"
             with centre.db.session() as s:
                 entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "alert.ack")).one()
                 assert (entry.operator, entry.target, entry.detail["note"]) == ("olga", alert_id,
                                                                                 "checked the camera: a visitor")
+                assert len(entry.detail["alerts"]) == 2 and int(alert_id) in entry.detail["alerts"]
 
             # -- live events: Alice's granted attempt appears without reload ----------------------------
             page.goto(console.url + "/events")
@@ -218,3 +229,168 @@ def test_console_end_to_end_in_chromium(fleet, playwright_driver, tmp_path):
         actions = [(a.operator, a.action) for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
     assert ("olga", "console.login") in actions and ("olga", "person.revoke") in actions
     assert ("olga", "command.lockdown") in actions
+
+
+def _login(page, url: str, who: str = "olga") -> None:  # noqa: ANN001
+    page.goto(url + "/login")
+    page.fill("input[name=username]", who)
+    page.fill("input[name=password]", PASSWORDS[who])
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url("**/fleet")
+
+
+def _command(page, url: str, action: str) -> None:  # noqa: ANN001
+    """Send one door command the way an operator does: the button, the confirmation page, confirm."""
+    page.goto(url + "/doors/door-a")
+    page.click(f"button[data-action={action}]")
+    page.locator("form#confirm-form").wait_for()
+    page.click("#confirm-yes")
+    page.locator("#sent").wait_for()
+
+
+def test_reset_tamper_from_the_door_page_and_the_state_topic(fleet, playwright_driver, tmp_path):
+    """The door is forced (opened while locked): the lock's own state machine goes to TAMPER and publishes
+    it on its retained state topic; the fleet page shows it without reload (the centre's worker stored the
+    topic).  reset-tamper from the door page, confirmed: refused by the lock while the door is open (it
+    stays TAMPER); once the door is shut, the signed reset-tamper returns the lock to IDLE, and the pages
+    show it locked (IDLE) from the state topic.  Both sends are in the centre's audit under the operator."""
+    centre, door, _alice, broker = fleet
+    shots = shots_dir(tmp_path)
+    with serve(centre, broker) as console:
+        browser = launch(playwright_driver, console.cert_file)
+        try:
+            b = Browser(browser.new_context(viewport={"width": 1280, "height": 900}).new_page(), shots, first=13)
+            page = b.page
+            _login(page, console.url)
+            row = page.locator('#fleet-table tr[data-door="door-a"]')
+            lock = row.locator("[data-field=lock]")
+            lock.filter(has_text="locked (IDLE)").wait_for(timeout=10000)
+            assert lock.get_attribute("title") == "from the state topic"
+            page.evaluate("window.__sameDocument = 'yes'")
+
+            door.set_door(True)  # forced
+            assert wait_until(lambda: door.state == "TAMPER", 5), door.state
+            lock.filter(has_text="(TAMPER)").wait_for(timeout=8000)  # the table refreshes itself
+            assert row.locator("[data-field=tamper]").inner_text() == "TAMPER"
+            assert page.evaluate("window.__sameDocument") == "yes"
+            b.landmarks("table#fleet-table")
+            b.shot("fleet-tamper")
+
+            # refused by the lock while the door is open: it stays in TAMPER
+            accepted = door.client.stats["commands_accepted"]
+            _command(page, console.url, "reset-tamper")
+            assert wait_until(lambda: door.client.stats["commands_accepted"] == accepted + 1, 10)
+            time.sleep(0.5)
+            assert door.state == "TAMPER"
+            page.reload()
+            assert page.inner_text("#door-state [data-field=lock]") == "locked (TAMPER)"
+            assert page.inner_text("#door-state [data-field=door]") == "open"
+
+            door.set_door(False)
+            time.sleep(0.3)
+            assert door.state == "TAMPER"  # shutting the door alone does not clear the alarm
+            page.goto(console.url + "/doors/door-a")
+            page.click("button[data-action=reset-tamper]")
+            b.landmarks("form#confirm-form")
+            assert "Reset tamper at Front door?" in page.inner_text("#confirm-title")
+            b.shot("reset-tamper-confirm")
+            page.click("#confirm-yes")
+            page.locator("#sent").wait_for()
+            assert wait_until(lambda: door.state == "IDLE", 10), door.state
+
+            def shows_idle() -> bool:
+                page.reload()
+                return (page.inner_text("#door-state [data-field=lock]") == "locked (IDLE)"
+                        and page.inner_text("#door-state [data-field=tamper]") == "ok")
+
+            assert wait_until(shows_idle, 10), page.inner_text("#door-state")
+            assert page.inner_text("#door-state [data-field=door]") == "closed"
+            assert page.inner_text("#door-state [data-field=state-source]").startswith("state topic")
+            b.landmarks("section#door-state", "section#door-commands")
+            b.shot("door-after-reset")
+            assert b.errors == [], b.errors
+        finally:
+            browser.close()
+    assert not door.io.relay_energized
+    with centre.db.session() as s:
+        sent = [a.operator for a in s.scalars(select(AuditEntry).where(AuditEntry.action == "command.reset-tamper"))]
+    assert sent == ["olga", "olga"]
+    with AuditLog(door.dir / "lock" / "audit.db", readonly=True) as log:
+        kinds = [r.kind for r in log.records()]
+    assert "door_forced" in kinds and "tamper_reset" in kinds
+
+
+def test_fleet_sorts_and_filters(fleet, playwright_driver, tmp_path):
+    """Three doors (one online with two denials this hour and forced open, two never seen): sorting by a
+    column header orders the rows in the DOM, both ways; the name filter and the lock-state filter keep
+    only the matching rows; each row's denials sparkline is an inline SVG with an accessible label."""
+    centre, door, _alice, broker = fleet
+    for did, name in (("door-c", "Car park"), ("door-b", "Back office")):  # approved, never connected
+        other = SimDoor(tmp_path / did, did)
+        other.install(centre.registry.submit(other.csr(), centre.registry.create_token(OP)))
+        centre.directory.add_door(did, name, OP)
+    door.attempt(_face(7))
+    door.attempt(_face(8))
+    door.set_door(True)
+    assert wait_until(lambda: door.state == "TAMPER", 5)
+    shots = shots_dir(tmp_path)
+    with serve(centre, broker) as console:
+        browser = launch(playwright_driver, console.cert_file)
+        try:
+            b = Browser(browser.new_context(viewport={"width": 1280, "height": 900}).new_page(), shots, first=16)
+            page = b.page
+            _login(page, console.url)
+
+            def order() -> list[str]:
+                return page.eval_on_selector_all("#fleet-table tbody tr[data-door]",
+                                                 "rows => rows.map(r => r.dataset.door)")
+
+            assert order() == ["door-a", "door-b", "door-c"]  # by id
+            page.click("#fleet-table thead a:text('Name')")
+            page.wait_for_url("**sort=name&dir=asc*")
+            assert order() == ["door-b", "door-c", "door-a"]  # Back office, Car park, Front door
+            page.click("#fleet-table thead a:text('Name')")
+            page.wait_for_url("**sort=name&dir=desc*")
+            assert order() == ["door-a", "door-c", "door-b"]
+            page.click("#fleet-table thead a:text('Denials')")
+            page.wait_for_url("**sort=denials&dir=asc*")
+            assert order()[-1] == "door-a"
+            page.click("#fleet-table thead a:text('Online')")
+            page.wait_for_url("**sort=status*")
+            assert order()[-1] == "door-a"  # online sorts after offline, ascending
+
+            # the name filter
+            page.fill("#fleet-filters input[name=q]", "office")
+            page.click("#fleet-filters button[type=submit]")
+            page.wait_for_url("**q=office*")
+            assert order() == ["door-b"]
+            page.fill("#fleet-filters input[name=q]", "")
+            # the lock-state filter: only the forced door
+            page.select_option("#fleet-filters select[name=lock]", "tamper")
+            page.click("#fleet-filters button[type=submit]")
+            page.wait_for_url("**lock=tamper*")
+            page.locator('#fleet-table tr[data-door="door-a"] [data-field=tamper]').filter(has_text="TAMPER").wait_for()
+            assert order() == ["door-a"]
+            page.select_option("#fleet-filters select[name=lock]", "all")
+            page.select_option("#fleet-filters select[name=status]", "offline")
+            page.click("#fleet-filters button[type=submit]")
+            page.wait_for_url("**status=offline*")
+            assert order() == ["door-b", "door-c"]
+            b.landmarks("table#fleet-table", "form#fleet-filters")
+
+            # the denials sparkline: server-rendered SVG, labelled, one bar this hour
+            page.goto(console.url + "/fleet")
+            spark = page.locator("svg#spark-door-a")
+            assert spark.get_attribute("role") == "img"
+            label = spark.get_attribute("aria-label")
+            assert label.startswith("Denials per hour at Front door, last 24 hours: 2 in total, at most 2 in one hour"), label
+            bars = spark.locator("rect.spark-bar")
+            assert bars.count() == 1 and bars.first.get_attribute("data-hour") == "23"
+            assert bars.first.get_attribute("data-count") == "2"
+            assert page.locator("svg#spark-door-b rect.spark-bar").count() == 0
+            assert page.locator("svg#spark-door-b").get_attribute("aria-label").endswith(": 0 in total")
+            assert page.inner_text('#fleet-table tr[data-door="door-a"] [data-field=denials-count]') == "2"
+            b.shot("fleet-sparklines")
+            assert b.errors == [], b.errors
+        finally:
+            browser.close()

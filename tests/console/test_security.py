@@ -122,7 +122,7 @@ def test_viewer_cannot_send_commands_revoke_or_ack(site):
     assert page.status_code == 200 and "may not send commands" in page.text and 'name="action"' not in page.text
     token = login_token(page.text)
     before = len(_audit(c, ""))
-    for action in ("lockdown-on", "unlock", "lock"):
+    for action in ("lockdown-on", "unlock", "lock", "reset-tamper"):
         for confirm in ("", "yes"):
             r = vera.post("/doors/door-a/command", data={"csrf": token, "action": action, "confirm": confirm})
             assert r.status_code == 403 and "viewer" in r.text
