@@ -10,6 +10,7 @@ the loop backs off and nothing is lost (an unrecorded ack is recovered by the ne
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -23,7 +24,6 @@ from sqlalchemy import or_, select
 from central.db import Database
 from central.errors import DatabaseUnavailable
 from central.models import Device, PolicyState
-from firmware import boundedjson
 from firmware.fleet import topics as fleet_topics
 from firmware.telemetry.tls import client_context
 
@@ -47,9 +47,12 @@ def parse_ack(topic: str, payload: bytes) -> dict | None:
     door = fleet_topics.door_of_ack(topic)
     if door is None or len(payload) > MAX_ACK_BYTES:
         return None
+    # Plain json.loads: at most MAX_ACK_BYTES can nest at most 512 levels, well inside the parser's
+    # recursion limit (RecursionError is caught all the same), and every field used is checked below.
+    # boundedjson's depth scan (numpy) cost ~2 ms an ack: most of the centre's time during a 1,000-door push.
     try:
-        d = boundedjson.loads(payload.decode("utf-8"), max_depth=4)
-    except (UnicodeDecodeError, ValueError):
+        d = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     if not isinstance(d, dict) or d.get("v") != 1 or d.get("door") != door:
         return None

@@ -32,17 +32,14 @@ class SqlMonitorStore:
         if not items:
             return []
         now = time.time()
-        by_id: dict[str, Event] = {}
-        rows = []
+        by_id: dict[str, tuple[Event, bytes]] = {}
         for event, raw in items:
-            if event.id in by_id:
-                continue
-            by_id[event.id] = event
-            rows.append({"event_id": event.id, "device": event.device, "type": event.type,
-                         "severity": event.severity, "ts": event.ts, "seq": event.seq or 0,
-                         "user_id": event.user_id, "stored_at": now, "payload": raw.decode()})
+            by_id.setdefault(event.id, (event, raw))  # a batch naming one id twice stores it once
         if self.db.is_postgres:
-            return self._insert_pg(rows, by_id, len(items))
+            return self._insert_pg(by_id, now, len(items))
+        rows = [{"event_id": e.id, "device": e.device, "type": e.type, "severity": e.severity, "ts": e.ts,
+                 "seq": e.seq or 0, "user_id": e.user_id, "stored_at": now, "payload": raw.decode()}
+                for e, raw in by_id.values()]
         with self.db.session() as s:
             new_ids: set[str] = set()
             for i in range(0, len(rows), 1000):
@@ -52,25 +49,32 @@ class SqlMonitorStore:
             dups = len(items) - len(new_ids)
             if dups:
                 self._bump(s, "duplicates", dups)
-        return [by_id[i] for i in by_id if i in new_ids]
+        return [e for i, (e, _) in by_id.items() if i in new_ids]
 
+    # `%b`: the arrays go in PostgreSQL's binary array format.  The text format quotes and backslash-
+    # escapes every element in Python (a regex per JSON payload): profiling a 1,000-door run showed it
+    # was 70% of the store thread's time; binary dumping is about 8x cheaper for the same statement.
     _PG_INSERT = (
         "insert into events(event_id, device, type, severity, ts, seq, user_id, stored_at, payload) "
-        "select * from unnest(%s::varchar[], %s::varchar[], %s::varchar[], %s::varchar[], %s::float8[], "
-        "%s::bigint[], %s::varchar[], %s::float8[], %s::text[]) "
+        "select * from unnest(%b::varchar[], %b::varchar[], %b::varchar[], %b::varchar[], %b::float8[], "
+        "%b::bigint[], %b::varchar[], %b::float8[], %b::text[]) "
         "on conflict (event_id) do nothing returning event_id")
-    _COLS = ("event_id", "device", "type", "severity", "ts", "seq", "user_id", "stored_at", "payload")
 
-    def _insert_pg(self, rows: list[dict], by_id: dict[str, Event], n_items: int) -> list[Event]:
+    def _insert_pg(self, by_id: dict[str, tuple[Event, bytes]], now: float, n_items: int) -> list[Event]:
         """PostgreSQL: one statement per batch, the columns as arrays (no per-row SQL to build or parse)."""
+        pairs = list(by_id.values())
+        events = [e for e, _ in pairs]
+        cols = [list(by_id), [e.device for e in events], [e.type for e in events], [e.severity for e in events],
+                [e.ts for e in events], [e.seq or 0 for e in events], [e.user_id for e in events],
+                [now] * len(events), [raw.decode() for _, raw in pairs]]
         with self.db.session() as s:
             cur = s.connection().connection.cursor()
-            cur.execute(self._PG_INSERT, [[r[c] for r in rows] for c in self._COLS])
+            cur.execute(self._PG_INSERT, cols)
             new_ids = {r[0] for r in cur.fetchall()}
             cur.close()
             if n_items - len(new_ids):
                 self._bump(s, "duplicates", n_items - len(new_ids))
-        return [by_id[i] for i in by_id if i in new_ids]
+        return [e for e in events if e.id in new_ids]
 
     def insert_alerts(self, alerts: list) -> None:
         if not alerts:
@@ -125,7 +129,7 @@ class SqlMonitorStore:
     # above a mark are contiguous with it while seq - dense_rank() (over the device's seqs above the mark)
     # equals the mark; the new mark is the largest such seq; any other seq above it means a gap remains.
     _PG_MARKS = ("insert into seqs(device, contiguous, tries, alerted) select d, f - 1, 0, 0 "
-                 "from unnest(%s::varchar[], %s::bigint[]) as t(d, f) on conflict (device) do nothing")
+                 "from unnest(%b::varchar[], %b::bigint[]) as t(d, f) on conflict (device) do nothing")
     _PG_ADVANCE = """
         with m as (select device, contiguous, gap_since from seqs where device = any(%(devices)s)
                    order by device for update),

@@ -60,12 +60,17 @@ SUPPORTED = (_params("_packet_queue") == ["self", "command", "packet", "mid", "q
              and _params("loop_read") == ["self", "max_packets"] and _params("_handle_publish") == ["self"]
              and _params("_handle_pubackcomp") == ["self", "cmd"]
              and _params("_do_on_publish") == ["self", "mid", "reason_code", "properties"]
-             and _params("_handle_on_message") == ["self", "message"])
+             and _params("_handle_on_message") == ["self", "message"]
+             and _params("message_callback_add") == ["self", "sub", "callback"]
+             and _params("message_callback_remove") == ["self", "sub"]
+             and set(getattr(mqtt.MQTTMessage, "__slots__", ())) == {
+                 "_topic", "dup", "info", "mid", "payload", "properties", "qos", "retain", "state", "timestamp"})
 
 # Shared, empty, never modified: what paho would build afresh for every plain PUBACK and PUBLISH.
 _PUBACK_SUCCESS = ReasonCode(PacketTypes.PUBACK)
 _NO_PUBACK_PROPERTIES = Properties(PacketTypes.PUBACK)
 _NO_PUBLISH_PROPERTIES = Properties(PacketTypes.PUBLISH)
+_NO_MESSAGE_INFO = mqtt.MQTTMessageInfo(0)  # a received QoS 0 message's `info` (paho makes one, Condition and all)
 
 
 class BatchedIOClient(mqtt.Client):
@@ -79,6 +84,7 @@ class BatchedIOClient(mqtt.Client):
         self._rbuf = b""
         self._rpos = 0
         self._read_budget: int | None = None  # socket bytes left for this loop_read; None = unlimited
+        self._filters: set[str] = set()  # topic filters with their own callback (message_callback_add)
         self.io_stats = {"socket_reads": 0, "socket_writes": 0, "packets_joined": 0}
 
     # -- writing -----------------------------------------------------------------------------------
@@ -162,7 +168,13 @@ class BatchedIOClient(mqtt.Client):
         if SUPPORTED and not header & 0x06 and self._protocol == mqtt.MQTTv5 and len(packet) >= 3:
             end = 2 + ((packet[0] << 8) | packet[1])
             if len(packet) > end and packet[end] == 0:
-                message = mqtt.MQTTMessage(0, bytes(packet[2:end]))
+                # The fields MQTTMessage.__init__ sets, without the MQTTMessageInfo (and its Condition) it
+                # builds for every message: a received QoS 0 message never uses it.
+                message = object.__new__(mqtt.MQTTMessage)
+                message._topic = bytes(packet[2:end])
+                message.mid = message.qos = 0
+                message.state = mqtt.mqtt_ms_invalid
+                message.info = _NO_MESSAGE_INFO
                 message.dup = bool(header & 0x08)
                 message.retain = bool(header & 0x01)
                 message.properties = _NO_PUBLISH_PROPERTIES
@@ -171,6 +183,30 @@ class BatchedIOClient(mqtt.Client):
                 self._handle_on_message(message)
                 return mqtt.MQTT_ERR_SUCCESS
         return super()._handle_publish()
+
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        super().message_callback_add(sub, callback)
+        self._filters.add(sub)
+
+    def message_callback_remove(self, sub: str) -> None:
+        super().message_callback_remove(sub)
+        self._filters.discard(sub)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        """With no per-filter callback registered, straight to `on_message`: paho matches every message's
+        topic against its (empty) filter tree first, 9% of the monitor's network thread at 1,000 doors."""
+        if not SUPPORTED or self._filters:
+            return super()._handle_on_message(message)
+        on_message = self.on_message
+        if on_message:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:  # paho's own handling: logged, raised unless suppressed
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
+        return None
 
     # -- reading -----------------------------------------------------------------------------------
     def _sock_recv(self, bufsize: int) -> bytes:

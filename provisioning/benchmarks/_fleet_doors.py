@@ -2,7 +2,7 @@
 mutual-TLS certificate (issued by the centre), as a lock's telemetry and door agent would be.
 
 Per door: events are published QoS 1 on facelock/<door>/event/<type> and kept in memory until the centre's
-receipt names them (re-sent after RESEND_S otherwise: the outbox's contract, without its SQLite file);
+receipt names them (re-sent after the lock's receipt timeout otherwise: the outbox's contract, without its SQLite file);
 bundles on facelock/<door>/policy go through the lock's real checks (firmware.fleet.store: signature,
 door, version, every template opened with the door's X25519 key) and are acknowledged.  The X25519 key is
 held in memory here (a simulated lock's keystore); nothing else is simulated.
@@ -35,10 +35,13 @@ from firmware.fleet.errors import BundleRejected
 from firmware.fleet.store import BundleStore
 from firmware.telemetry import topics
 from firmware.telemetry.commands import load_public_key
+from firmware.telemetry.config import MqttConfig
 from firmware.telemetry.events import encode, make_event
 from firmware.telemetry.paho_io import BatchedIOClient
 
-RESEND_S = 10.0
+# A lock publishes an event again when its receipt has not come for this long (the telemetry config's
+# default): a shorter one here would add resends to the load the lock itself would not send.
+RESEND_S = MqttConfig().receipt_timeout_s
 TICK_S = 0.05
 
 

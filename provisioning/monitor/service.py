@@ -53,6 +53,15 @@ log = logging.getLogger("facelock.monitor")
 RECEIPT_CHUNK = 500
 
 
+def receipt_body(entries: list[tuple[int, str]]) -> bytes:
+    """`{"v":1,"events":[[seq,"id"],...]}`, the same bytes as json.dumps with compact separators.
+
+    Formatted directly (json.dumps was 9% of the store thread at 1,000 doors, one call per device per
+    batch): every entry comes from a decoded event, whose seq is an int and whose id a canonical UUID
+    (firmware.telemetry.events validates both), so nothing in it needs escaping."""
+    return ('{"v":1,"events":[' + ",".join([f'[{seq},"{eid}"]' for seq, eid in entries]) + "]}").encode()
+
+
 class MonitorService:
     def __init__(self, config: MonitorConfig, store: MonitorStore, notifiers: list | None = None,
                  rules: AlertRules | None = None, clock: Callable[[], float] = time.time) -> None:
@@ -122,7 +131,10 @@ class MonitorService:
             client = BatchedIOClient(CallbackAPIVersion.VERSION2, client_id=self.config.effective_client_id(),
                                      protocol=mqtt.MQTTv5)
             client.tls_set_context(self._tls)
-            client.max_inflight_messages_set(1000)
+            # No in-flight cap: receipts (one per device per batch) are QoS 1, and with a cap paho walks
+            # every message awaiting a PUBACK on each PUBACK that arrives (12% of this thread at 1,000 doors).
+            # The broker does not count QoS 1 against its receive maximum.
+            client.max_inflight_messages_set(0)
             client.max_queued_messages_set(0)
             client.on_connect = self._on_connect
             client.on_message = self._on_message
@@ -327,8 +339,7 @@ class MonitorService:
                 ids[event.device].append((event.seq, event.id))
             for device, device_ids in ids.items():
                 for i in range(0, len(device_ids), RECEIPT_CHUNK):
-                    body = json.dumps({"v": 1, "events": device_ids[i:i + RECEIPT_CHUNK]}, separators=(",", ":"))
-                    self._receipts.append((topics.receipt(device), body.encode()))
+                    self._receipts.append((topics.receipt(device), receipt_body(device_ids[i:i + RECEIPT_CHUNK])))
 
     def _check_gaps(self, now: float) -> None:
         """Per-device seq gaps open for gap_grace_s: alert once, ask the device to resend, give up after N."""

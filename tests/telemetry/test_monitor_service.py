@@ -17,7 +17,7 @@ from firmware.telemetry.outbox import Outbox
 from provisioning.cli import main as cli
 from provisioning.monitor.notify import ConsoleNotifier, WebhookNotifier
 from provisioning.monitor.rules import AlertRules
-from provisioning.monitor.service import MonitorService
+from provisioning.monitor.service import MonitorService, receipt_body
 from provisioning.monitor.store import MonitorStore
 from provisioning.mosquitto import LocalBroker
 from tests.support.mqtt_broker import Sniffer, device_config, monitor_config, wait_until
@@ -34,6 +34,14 @@ class Hook(BaseHTTPRequestHandler):
 
     def log_message(self, *a) -> None:
         pass
+
+
+def test_receipt_body_is_what_json_dumps_would_write() -> None:
+    ids = [(e.seq, e.id) for e in (make_event("door-1", "heartbeat").with_seq(n) for n in (1, 2, 77))]
+    for entries in (ids, ids[:1], []):
+        body = receipt_body(entries)
+        assert body == json.dumps({"v": 1, "events": entries}, separators=(",", ":")).encode()
+        assert json.loads(body) == {"v": 1, "events": [list(e) for e in entries]}
 
 
 def test_rules_are_pure_and_sensible() -> None:

@@ -142,6 +142,32 @@ def test_qos0_publish_fast_path_matches_paho_decoder() -> None:
         assert getattr(m.properties, "UserProperty", None) == ([("a", "b")] if packet is with_props else None)
 
 
+def test_per_filter_callbacks_still_get_their_messages_on_the_fast_path() -> None:
+    # on_message is called directly only while no message_callback_add filter exists.
+    topic = b"facelock/d1/event/tamper"
+    packet = struct.pack("!H", len(topic)) + topic + b"\x00" + b"{}"
+    c = BatchedIOClient(CallbackAPIVersion.VERSION2, client_id="unit", protocol=mqtt.MQTTv5)
+    plain: list[str] = []
+    filtered: list[str] = []
+    c.on_message = lambda client, userdata, msg: plain.append(msg.topic)
+    for expect_filtered in (False, True, False):
+        if expect_filtered:
+            c.message_callback_add("facelock/+/event/#", lambda client, userdata, msg: filtered.append(msg.topic))
+        elif filtered:
+            c.message_callback_remove("facelock/+/event/#")
+        _fake_in_packet(c, 0x30, packet)
+        c._handle_publish()
+    assert plain == ["facelock/d1/event/tamper"] * 2 and filtered == ["facelock/d1/event/tamper"]
+    c.on_message = lambda client, userdata, msg: 1 / 0  # a failing callback raises, as with paho
+    _fake_in_packet(c, 0x30, packet)
+    try:
+        c._handle_publish()
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("the callback's exception was swallowed")
+
+
 def test_only_packets_with_no_after_write_action_are_joined() -> None:
     c = BatchedIOClient(CallbackAPIVersion.VERSION2, client_id="unit", protocol=mqtt.MQTTv5)
 
