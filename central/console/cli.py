@@ -83,7 +83,7 @@ def register(main: click.Group, pass_ctx) -> None:  # noqa: ANN001 - the CLI's c
 
         from central.app import Centre
         from central.console.app import build_app
-        from central.console.server import ensure_certificate, uvicorn_server
+        from central.console.server import ensure_certificate, run_until_stopped, uvicorn_server
         from central.distributor import BrokerSettings
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -93,4 +93,7 @@ def register(main: click.Group, pass_ctx) -> None:  # noqa: ANN001 - the CLI's c
                                 client_id="facelock-central-console")
         cert, key = ensure_certificate(centre, cfg)
         click.echo(f"console on https://{cfg.host}:{cfg.port}/ (certificate {cert})")
-        uvicorn_server(build_app(centre, cfg, broker), cfg, cert, key).run()
+        try:
+            run_until_stopped(uvicorn_server(build_app(centre, cfg, broker), cfg, cert, key))
+        finally:
+            centre.close()

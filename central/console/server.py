@@ -5,6 +5,8 @@ listener, so the Secure cookies always apply)."""
 from __future__ import annotations
 
 import ipaddress
+import logging
+import signal
 import ssl
 from pathlib import Path
 from typing import Any
@@ -49,3 +51,25 @@ def uvicorn_server(app: Any, cfg: ConsoleConfig, cert: Path, key: Path) -> Any:
                             proxy_headers=False, server_header=False, date_header=True,
                             timeout_graceful_shutdown=2, lifespan="off")
     return uvicorn.Server(config)
+
+
+def run_until_stopped(server: Any) -> str | None:
+    """Run a uvicorn server in the main thread until SIGTERM or SIGINT; returns the signal's name.
+
+    Why a handler of our own: uvicorn (0.29 and later) shuts down gracefully on SIGTERM and then raises the
+    same signal again against the handler that was installed before it ran, so that with Python's default
+    handler the process dies *by* SIGTERM (exit -15) after a clean shutdown, which systemd and a
+    supervisor read as a crash.  With this handler installed first, that re-raise only records the
+    signal, and `facelock-central console` exits 0."""
+    log = logging.getLogger("facelock.central.console")
+    got: list[int] = []
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda signum, _frame: got.append(signum)) for sig in sigs}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    name = signal.Signals(got[0]).name if got else None
+    log.info("console stopped (%s)", name or "server exited")
+    return name

@@ -139,6 +139,7 @@ def test_console_end_to_end_in_chromium(fleet, playwright_driver, tmp_path):
             page.locator('#alerts-table tr[data-rule="stranger"][data-count="2"]').wait_for(timeout=5000)
             assert page.locator('#alerts-table tr[data-rule="stranger"]').count() == 1
             assert page.inner_text('#alerts-table tr[data-rule="stranger"] [data-field=count]') == "×2"
+            assert "open (2)" in page.inner_text("#alert-tabs")  # the tabs refresh with the table
             b.shot("alerts-open")
 
             # -- acknowledge it, with a note -----------------------------------------------------------
