@@ -24,10 +24,16 @@ Build-time only (.venv-models: torch + tensorflow-cpu); the device runs the .tfl
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# the crop rule and input size are the device's (one place for the fact): the check below cuts its crops
+# exactly as the firmware does at the door (numpy-only module, importable in the build venv)
+from firmware.vision.liveness.fasnet import INPUT, crop_box  # noqa: E402
 
 KEEP = {
     "1.8M": [32, 32, 103, 103, 64, 13, 13, 64, 26, 26, 64, 13, 13, 64, 52, 52, 64, 231, 231, 128,
@@ -37,7 +43,6 @@ KEEP = {
               231, 231, 128, 52, 52, 128, 26, 26, 128, 77, 77, 128, 26, 26, 128, 26, 26, 128, 308, 308,
               128, 26, 26, 128, 26, 26, 128, 512, 512],
 }
-INPUT = 80
 KERNEL6 = (INPUT + 15) // 16  # 5: the head's depthwise kernel covers the final 5x5 map
 SE_REDUCTION = 4
 
@@ -213,33 +218,10 @@ def keras_model(sd: dict[str, np.ndarray], v: Variant):
 
 
 # ------------------------------------------------------------------------------------ verification crops
-def crop_box(box_xywh: tuple[float, float, float, float], src_w: int, src_h: int, scale: float
-             ) -> tuple[int, int, int, int]:
-    """The authors' crop rule (``src/generate_patches.py``): the box scaled about its centre, the scale
-    capped so the crop fits the image, shifted back inside the image, truncated to int."""
-    x, y, bw, bh = box_xywh
-    scale = min((src_h - 1) / bh, (src_w - 1) / bw, scale)
-    nw, nh = bw * scale, bh * scale
-    cx, cy = x + bw / 2, y + bh / 2
-    x0, y0, x1, y1 = cx - nw / 2, cy - nh / 2, cx + nw / 2, cy + nh / 2
-    if x0 < 0:
-        x1 -= x0
-        x0 = 0
-    if y0 < 0:
-        y1 -= y0
-        y0 = 0
-    if x1 > src_w:
-        x0 -= x1 - src_w
-        x1 = src_w
-    if y1 > src_h:
-        y0 -= y1 - src_h
-        y1 = src_h
-    return int(x0), int(y0), int(x1), int(y1)
-
-
 def verification_crops(v: Variant) -> np.ndarray:
     """(N, 80, 80, 3) BGR crops of scikit-image's bundled photos (the astronaut's face at several boxes,
-    plus non-faces), cut with the authors' rule: the check data ships with a registry package."""
+    plus non-faces), cut with the authors' rule as the device cuts it (``firmware.vision.liveness.fasnet
+    .crop_box``): the check data ships with a registry package."""
     from skimage import data, transform
 
     def resize(img: np.ndarray) -> np.ndarray:

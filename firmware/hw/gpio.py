@@ -39,6 +39,13 @@ LED_PATTERNS: dict[str, tuple[Any, Any]] = {
     "enroll": ((0.5, 0.5), "off"),
     "fault": ((0.25, 0.25), (0.25, 0.25)),
     "off": ("off", "off"),
+    # what the person at the door is asked to do (firmware.lock.feedback picks one per decision)
+    "hold_still": ((1.0, 0.2), "off"),  # green mostly on: stay in view, a moment longer
+    "blink": ((0.2, 0.8), "off"),  # a green wink each second: blink
+    "turn_head": ((0.3, 0.3), "off"),
+    "look_at_camera": ("off", (0.1, 0.9)),  # a red blip each second: face not found / not usable
+    "try_again": ("off", "on"),
+    "not_now": ("off", (1.0, 0.2)),  # recognised, but not allowed now
 }
 
 #: Buzzer patterns: name -> (on_s, off_s, repetitions)
@@ -48,6 +55,13 @@ BUZZER_PATTERNS: dict[str, tuple[float, float, int]] = {
     "alert": (0.2, 0.2, 3),
     "alarm": (0.5, 0.2, 10),
     "fault": (1.0, 0.2, 1),
+    "hold_still": (0.05, 0.1, 1),  # one tick
+    "blink": (0.05, 0.1, 2),  # two chirps
+    "turn_head": (0.05, 0.1, 3),
+    "look_at_camera": (0.15, 0.1, 1),
+    "try_again": (0.3, 0.1, 2),
+    "not_now": (0.8, 0.1, 1),  # one long tone
+    "lockout": (0.1, 0.1, 5),
 }
 
 InputCallback = Callable[[Event], None]

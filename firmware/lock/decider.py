@@ -52,6 +52,45 @@ class Observation:
     liveness: Any = None  # firmware.vision.liveness.LivenessFrame, or None
 
 
+class Why(str, enum.Enum):
+    """Why an attempt stands where it stands: the closed set of reasons the decider (and the runtime, for a
+    caller's attempt) gives, next to the free-text ``reason`` the audit keeps.
+
+    Why a closed set: the door tells the person in front of it what to do (:mod:`firmware.lock.feedback`
+    maps every member to an LED/buzzer pattern, and a test checks the map is total), so a new reason
+    cannot be added without deciding what the person is told; a refusal is never silent.
+    """
+
+    GATHERING = "gathering"  # PENDING: usable frames are coming in
+    POOR_FACE = "poor_face"  # PENDING: a face, but the quality gates refuse it (turned away, far, blurred)
+    LIVENESS_NEEDS_TIME = "liveness_needs_time"  # a check needs a longer span / more frames of a steady face
+    LIVENESS_NEEDS_BLINK = "liveness_needs_blink"  # the blink check has not seen a blink yet
+    LIVENESS_NEEDS_MOTION = "liveness_needs_motion"  # the motion check saw too little head movement to judge
+    LIVENESS_FAILING = "liveness_failing"  # PENDING: a check FAILED so far, the window is still filling
+    SPOOF = "spoof"  # a liveness check FAILED on the attempt (counts toward lockout)
+    NOT_RECOGNISED = "not_recognised"  # no enrolled user matched (below threshold, ambiguous, empty gallery)
+    NO_USABLE_FACE = "no_usable_face"  # nothing the matcher could use
+    SCHEDULE = "schedule"  # recognised, outside their schedule
+    LOCKDOWN = "lockdown"  # recognised, the site is locked down
+    LOCKOUT = "lockout"  # too many failures: locked out for now
+    REVOKED = "revoked"  # recognised, but revoked since the gallery was loaded
+    UNAVAILABLE = "unavailable"  # the lock is in FAULT or TAMPER (a caller's attempt)
+    FACE_LOST = "face_lost"  # the face left before a decision
+    TIMED_OUT = "timed_out"  # the verify timeout (or a caller's) ended the attempt
+    GRANTED = "granted"
+
+
+#: the reasons the matcher, the policy and the runtime give, per outcome -> Why (see :func:`why_of`)
+_WHY_OF_REASON: dict[str, dict[str, Why]] = {
+    "pending": {"gathering": Why.GATHERING},
+    "no_match": {"no_usable_face": Why.NO_USABLE_FACE},
+    "refused": {"schedule": Why.SCHEDULE, "lockdown": Why.LOCKDOWN, "lockout": Why.LOCKOUT,
+                "revoked": Why.REVOKED, "fault": Why.UNAVAILABLE, "tamper": Why.UNAVAILABLE},
+    "abandoned": {"face_lost": Why.FACE_LOST, "no_face": Why.FACE_LOST, "too_few_frames": Why.FACE_LOST,
+                  "cancelled": Why.FACE_LOST, "timeout": Why.TIMED_OUT, "verify_timeout": Why.TIMED_OUT},
+}
+
+
 class Outcome(str, enum.Enum):
     PENDING = "pending"  # keep gathering frames
     GRANTED = "granted"
@@ -62,6 +101,25 @@ class Outcome(str, enum.Enum):
     ABANDONED = "abandoned"  # the face left before a decision, with no failed liveness check
 
 
+#: what an outcome means when its reason string names nothing more specific (never silent: see why_of)
+_WHY_OF_OUTCOME: dict[Outcome, Why] = {
+    Outcome.PENDING: Why.GATHERING, Outcome.GRANTED: Why.GRANTED, Outcome.NO_MATCH: Why.NOT_RECOGNISED,
+    Outcome.SPOOF: Why.SPOOF, Outcome.REFUSED: Why.UNAVAILABLE, Outcome.INCONCLUSIVE: Why.LIVENESS_NEEDS_TIME,
+    Outcome.ABANDONED: Why.FACE_LOST,
+}
+
+
+def why_of(outcome: Outcome, reason: str) -> Why:
+    """The :class:`Why` of a decision built without one: from its reason when it names one (the policy's
+    "schedule", the runtime's "revoked", ...), else from its outcome (a matcher refusal of any kind is
+    "not recognised").  Total, so no Decision is without a reason the door can show."""
+    if outcome is Outcome.GRANTED:
+        return Why.GRANTED
+    if outcome is Outcome.SPOOF:
+        return Why.SPOOF
+    return _WHY_OF_REASON.get(outcome.value, {}).get(reason, _WHY_OF_OUTCOME[outcome])
+
+
 @dataclass(frozen=True)
 class Decision:
     outcome: Outcome
@@ -69,6 +127,11 @@ class Decision:
     user_id: str | None = None  # the recognised user (GRANTED or REFUSED only)
     score: float | None = None  # best match cosine, when matching ran
     liveness_scores: Mapping[str, float] = field(default_factory=dict)
+    why: Why | None = None  # the closed-set reason; None = derived from outcome and reason (why_of)
+
+    def __post_init__(self) -> None:
+        if self.why is None:
+            object.__setattr__(self, "why", why_of(self.outcome, self.reason))
 
     @property
     def final(self) -> bool:
@@ -78,6 +141,17 @@ class Decision:
     def failure(self) -> bool:
         """Counts toward lockout."""
         return self.outcome in (Outcome.NO_MATCH, Outcome.SPOOF)
+
+
+def liveness_wait(waiting: Sequence[str]) -> Why:
+    """What a live person can do about liveness checks that saw no evidence yet: blink (the blink check),
+    move their head a little (the motion check), or else hold still in view a moment longer (static
+    replay needs a span of frames, the learned PAD model and same-face need more frames)."""
+    if "blink" in waiting:
+        return Why.LIVENESS_NEEDS_BLINK
+    if "motion" in waiting:
+        return Why.LIVENESS_NEEDS_MOTION
+    return Why.LIVENESS_NEEDS_TIME
 
 
 @dataclass
@@ -187,20 +261,25 @@ class AttemptDecider:
         to matching (live, or liveness off).  Also what ``facelock eval-liveness`` runs, attempt by attempt."""
         usable = sum(1 for o in att.observations if o.usable)
         if usable < self.frames_needed:
-            return Decision(Outcome.PENDING, "gathering")
+            poor = bool(att.observations) and not att.observations[-1].usable
+            return Decision(Outcome.PENDING, "gathering", why=Why.POOR_FACE if poor else Why.GATHERING)
         if self.liveness is None:
             return None
-        live, reason, scores, attack = self.check_liveness(att.observations[-self.rules.max_frames_per_attempt:])
+        live, reason, scores, attack, waiting = self.check_liveness(
+            att.observations[-self.rules.max_frames_per_attempt:])
         att.liveness_scores = scores
         if live:
             return None
         if attack:  # a check FAILED (evidence of an attack), not merely "no blink yet"
             att.liveness_failures += 1
             att.last_liveness_reason = reason
+        wait = liveness_wait(waiting)
         if len(att.observations) < self.rules.max_frames_per_attempt:
-            return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores)
+            return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores,
+                            why=Why.LIVENESS_FAILING if attack else wait)
         if not attack:
-            return Decision(Outcome.INCONCLUSIVE, f"liveness_inconclusive:{reason}"[:200], liveness_scores=scores)
+            return Decision(Outcome.INCONCLUSIVE, f"liveness_inconclusive:{reason}"[:200], liveness_scores=scores,
+                            why=wait)
         return Decision(Outcome.SPOOF, f"liveness:{reason}"[:200], liveness_scores=scores)
 
     def ended(self, att: Attempt, why: str = "face_lost") -> Decision:
@@ -229,10 +308,12 @@ class AttemptDecider:
             return Decision(Outcome.REFUSED, d.reason, r.user_id, float(r.score), ls)
         return Decision(Outcome.GRANTED, f"score={r.score:.3f}", r.user_id, float(r.score), ls)
 
-    def check_liveness(self, observations: Sequence[Observation]) -> tuple[bool, str, dict[str, float], bool]:
-        """(live, reason, scores, attack) of the liveness policy over these frames; ``attack``: some check
-        the policy counts FAILED (evidence of a presentation attack), as opposed to checks that saw no
-        evidence yet."""
+    def check_liveness(self, observations: Sequence[Observation]
+                       ) -> tuple[bool, str, dict[str, float], bool, tuple[str, ...]]:
+        """(live, reason, scores, attack, waiting) of the liveness policy over these frames; ``attack``: some
+        check the policy counts FAILED (evidence of a presentation attack), as opposed to checks that saw no
+        evidence yet; ``waiting``: the checks that decide and saw no evidence yet (what the person is asked
+        to give)."""
         for o in observations:  # score each frame once (PAD models, eye openness), not on every re-check
             f = o.liveness
             if f is not None and (f.face is not None or f.fas_crops is not None):
@@ -240,10 +321,11 @@ class AttemptDecider:
         frames = [o.liveness for o in observations if o.liveness is not None]
         min_frames = int(getattr(self.liveness.config, "min_frames", 3))
         if len(frames) < min_frames:
-            return False, f"too_few_frames:{len(frames)}", {}, False
+            return False, f"too_few_frames:{len(frames)}", {}, False, ()
         d = self.liveness.decide(frames)
         scores = {k: float(v) for k, v in dict(d.scores).items() if isinstance(v, (int, float))}
-        return bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores, bool(d.attack_evidence)
+        return (bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores,
+                bool(d.attack_evidence), tuple(d.waiting_for))
 
     def decide_frames(self, frames: Sequence[Frame], ctx: Context) -> Decision:
         """One whole attempt over frames captured by someone else (the same rules as the door's loop)."""

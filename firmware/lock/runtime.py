@@ -42,9 +42,10 @@ from firmware.config import Config
 from firmware.errors import FaceLockError
 from firmware.hw.camera.base import Camera, CameraError, Frame
 from firmware.hw.gpio import LockIO
+from firmware.lock import feedback as fb
 from firmware.lock import policy as pol
 from firmware.lock import statemachine as sm
-from firmware.lock.decider import Attempt, AttemptDecider, Context, Decision, Enrolled, Outcome
+from firmware.lock.decider import Attempt, AttemptDecider, Context, Decision, Enrolled, Outcome, Why
 from firmware.lock.lockstate import Clock, LockStateFile, now_clock
 from firmware.lock.statemachine import Command, Event, Input, State
 
@@ -177,6 +178,8 @@ class LockRuntime:
         #: on it (one face, one decision: a stranger's refusal for the API is not counted again by the door)
         self._held_face_ts: float | None = None
         self.counters = Counters()
+        #: what the person at the door is asked to do (the latest decision's cue, shown in VERIFYING/DENIED)
+        self.cue: fb.Cue | None = None
         self.fault_reason: str | None = None
         self._retry_at = 0.0
         self._retry_delay = cfg.lock.fault_retry_initial_s
@@ -218,6 +221,8 @@ class LockRuntime:
         self.last_step = st
         if st.state is not State.VERIFYING:
             self.attempt = None
+        if st.state not in fb.CUE_STATES or (prev is not State.VERIFYING and st.state is State.VERIFYING):
+            self.cue = None  # a new attempt, or the refusal's time is over
         self._apply_outputs(st)
         relay_ts = self.clock()
         extra: dict[str, Any] = {}
@@ -251,9 +256,21 @@ class LockRuntime:
         if self.io.relay_energized != relay:  # read back: a pin that disagrees is a fault
             self.io.set_relay(False)
             raise FaceLockError("relay read-back disagrees with the commanded state")
-        self.io.show(self.snap.led)
-        if st is not None and st.buzzer:
-            self.io.beep(st.buzzer)
+        self.io.show(fb.led_pattern(self.snap.state, self.cue))
+        buzzer = fb.buzzer_pattern(self.snap.state, self.cue, st.buzzer) if st is not None else None
+        if buzzer:
+            self.io.beep(buzzer)
+
+    def _ask(self, cue: fb.Cue) -> None:
+        """Show a pending attempt's cue (hold still, blink, look at the camera) while it runs; its buzzer
+        pattern plays once, when the cue changes."""
+        if cue is self.cue or self.snap.state is not State.VERIFYING:
+            return
+        self.cue = cue
+        self.io.show(fb.led_pattern(self.snap.state, cue))
+        buzzer = fb.SIGNALS[cue].buzzer
+        if buzzer:
+            self.io.beep(buzzer)
 
     def emit(self, type_: str, **kw: Any) -> None:
         """Queue a telemetry event (never raises: telemetry trouble must not affect the door)."""
@@ -290,6 +307,7 @@ class LockRuntime:
             write_json_atomic(self.status_path, {
                 "pid": os.getpid(), "ts": time.time(), "ready": self.ready, "state": self.snap.state.value,
                 "relay_energized": self.io.relay_energized, "led": self.io.led_pattern,
+                "cue": self.cue.value if self.cue is not None else None,
                 "door_open": self.snap.door_open, "tamper_active": self.snap.tamper_active,
                 "fault": self.fault_reason, "audit_seq": seq, "audit_head": head,
                 "frames": self.counters.frames, "analyzed": self.counters.analyzed,
@@ -573,6 +591,8 @@ class LockRuntime:
         d = self.decider.step(att, self._context(now))
         if d.final:
             self._finish(att, d)
+        elif self._attempt_for is None:
+            self._ask(fb.cue_for(d))
 
     def _finish(self, att: Attempt, d: Decision, in_view: bool = True) -> None:
         """Carry out a final decision: for the door (state machine, relay), or for a waiting caller."""
@@ -582,6 +602,7 @@ class LockRuntime:
         if req is not None:
             self._finish_for_caller(req, att, d, in_view, now)
             return
+        self.cue = fb.cue_for(d)  # shown with the refusal (DENIED); LOCKOUT shows its own
         if d.outcome is Outcome.SPOOF:
             self.counters.spoof += 1
         elif d.outcome in (Outcome.NO_MATCH, Outcome.REFUSED, Outcome.INCONCLUSIVE):
@@ -604,6 +625,7 @@ class LockRuntime:
             if self.users is not None and not self.users.is_active(d.user_id):
                 # revoked or purged after the gallery was loaded: never energise the relay for them
                 self.counters.denied += 1
+                self.cue = fb.CUE_FOR[Why.REVOKED]
                 self.feed(Input(Event.NO_MATCH, user=d.user_id, reason="revoked"))
                 return
             had_failures = self.lockout != pol.LockoutState()

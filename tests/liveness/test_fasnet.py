@@ -26,6 +26,28 @@ def test_crop_rule_is_the_authors():
         crop_box((0, 0, 0, 10), 100, 100, 2.7)
 
 
+def test_the_model_build_cuts_its_check_crops_with_the_devices_rule():
+    """One place for the crop rule: the build step's TFLite-vs-PyTorch check (models/minifasnet.py) uses the
+    firmware's ``crop_box`` and input size, so the check exercises the crops the door really feeds."""
+    import importlib.util
+    import sys
+
+    from firmware.vision.liveness import fasnet
+
+    path = Path(__file__).resolve().parents[2] / "models" / "minifasnet.py"
+    spec = importlib.util.spec_from_file_location("minifasnet_build", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # (dataclasses look their module up)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        del sys.modules[spec.name]
+    assert mod.crop_box is fasnet.crop_box and mod.INPUT == fasnet.INPUT
+    assert "def crop_box" not in path.read_text()
+    crops = mod.verification_crops(mod.VARIANTS[0])
+    assert crops.shape == (28, fasnet.INPUT, fasnet.INPUT, 3) and crops.dtype == np.float32
+
+
 def test_crops_are_bgr_80x80_per_scale(astronaut):
     c = fas_crops(astronaut, (160, 40, 250, 160), FAS_SCALES)
     assert c.shape == (len(FAS_SCALES), 80, 80, 3) and c.dtype == np.uint8

@@ -221,8 +221,12 @@ class LivenessPolicy:
         # evidence of an attack = a check that counts here FAILED; otherwise a refusal is inconclusive
         counted = [n for n in names if n in self.required or n in self.veto or n in self.any_of]
         attack = any(checks[n].verdict is Verdict.FAIL for n in counted)
+        waiting = [n for n in self.required if checks[n].verdict is Verdict.UNKNOWN]
+        if self.any_of and not any(checks[n].verdict is Verdict.PASS for n in self.any_of):
+            waiting += [n for n in self.any_of if checks[n].verdict is Verdict.UNKNOWN and n not in waiting]
         return LivenessDecision(live=not reasons, checks=checks, reasons=tuple(reasons), n_frames=len(frames),
-                                attack_evidence=bool(reasons) and attack)
+                                attack_evidence=bool(reasons) and attack,
+                                waiting_for=tuple(waiting) if reasons else ())
 
 
 def thresholds_to_json(th: LivenessThresholds, calibration: dict[str, Any]) -> str:

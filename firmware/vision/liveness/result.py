@@ -50,6 +50,9 @@ class LivenessDecision:
     n_frames: int
     #: a refusal backed by a FAILED check (counts toward lockout); False = inconclusive ("try again")
     attack_evidence: bool = False
+    #: the checks that decide the attempt and saw no evidence yet (UNKNOWN): what the person can still give
+    #: (a blink, a moment longer in view); the door's feedback asks for it (firmware.lock.feedback)
+    waiting_for: tuple[str, ...] = ()
 
     @property
     def spoof_suspected(self) -> bool:
