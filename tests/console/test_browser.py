@@ -286,6 +286,9 @@ def test_reset_tamper_from_the_door_page_and_the_state_topic(fleet, playwright_d
             page.reload()
             assert page.inner_text("#door-state [data-field=lock]") == "locked (TAMPER)"
             assert page.inner_text("#door-state [data-field=door]") == "open"
+            # the lock's answer is in the door's recent events: the command failed
+            page.locator('#event-rows tr[data-type="command_result"]').first.wait_for()
+            assert "failed" in page.locator('#event-rows tr[data-type="command_result"]').first.inner_text()
 
             door.set_door(False)
             time.sleep(0.3)

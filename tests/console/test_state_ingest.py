@@ -119,3 +119,25 @@ def test_worker_ingest_stores_the_retained_state_of_active_doors(centre, fleet_b
     assert store.write([ReportedState("door-z", "LOCKED", "closed", False, False, "IDLE", newest)], 0) == 0
     with centre.db.session() as s:
         assert s.scalars(select(DoorReportedState.device)).all() == ["door-a"]
+
+
+def test_the_state_store_keeps_the_newest_on_sqlite_too(tmp_path):  # noqa: ANN001
+    """The console also runs on the centre's SQLite: the same upsert (newest by the lock's clock wins)."""
+    from central.app import Centre
+
+    c = Centre(tmp_path / "centre", None)
+    c.init()
+    try:
+        door = SimDoor(tmp_path / "door-a", "door-a")
+        door.install(c.registry.submit(door.csr(), c.registry.create_token(OP)))
+        store = DoorStateStore(c.db)
+        assert not c.db.is_postgres
+        st = ReportedState("door-a", "LOCKED", "closed", False, False, "IDLE", 100.0)
+        assert store.write([st], 1.0) == 1
+        assert store.write([ReportedState("door-a", "UNLOCKED", "open", False, False, "UNLOCKED", 99.0)], 2.0) == 0
+        assert store.write([ReportedState("door-a", "LOCKED", "open", True, False, "TAMPER", 101.0)], 3.0) == 1
+        with c.db.session() as s:
+            r = s.get(DoorReportedState, "door-a")
+            assert (r.machine, r.door, r.tamper, r.ts, r.received_at) == ("TAMPER", "open", True, 101.0, 3.0)
+    finally:
+        c.close()
