@@ -150,6 +150,7 @@ def main() -> int:  # noqa: C901 - a linear script reads best as one function
             c.stop()
         for d in doors.values():
             d.stop_agent()
+        worker.doorstate.stop()
         worker.distributor.stop()
         worker.monitor.stop()
         broker.stop()
