@@ -164,7 +164,9 @@ class Availability(Base):
 
 class SeqMark(Base):
     """Per device: every seq <= contiguous is stored (or given up as lost); gap_since: when a later seq was
-    first seen with a hole before it (the monitor's seq-gap tracking, provisioning.monitor.service)."""
+    first seen with a hole before it (the monitor's seq-gap tracking, provisioning.monitor.service);
+    last_seen: when a batch holding one of its events was last stored (the silent-door rule reads this
+    row per door instead of a max() over the whole events table)."""
 
     __tablename__ = "seqs"
     device: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -172,6 +174,7 @@ class SeqMark(Base):
     gap_since: Mapped[float | None] = mapped_column(Float)
     tries: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     alerted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_seen: Mapped[float | None] = mapped_column(Float)
 
 
 class Counter(Base):

@@ -94,12 +94,11 @@ class Worker:
     def __init__(self, cfg: ServiceConfig) -> None:
         from central.alert_rules import CentreAlertRules
         from central.app import Centre
+        from central.behaviour import site_zone
         from central.distributor import BrokerSettings, Distributor
         from central.doorstate import DoorStateIngest
         from provisioning.monitor.config import MonitorConfig
         from provisioning.monitor.service import MonitorService
-
-        from central.behaviour import site_zone
 
         self.cfg = cfg
         self.zone = site_zone(cfg.time_zone)  # an unknown zone is refused before anything starts

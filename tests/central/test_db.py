@@ -15,7 +15,7 @@ from central.errors import DatabaseUnavailable
 from central.models import Base
 from central.pgserver import LocalPostgres
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _diff(db) -> list:
