@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from central.db import Database
 from central.models import AlertRow, Availability, Counter, EventRow, SeqMark
 from firmware.telemetry.events import Event
+from provisioning.monitor.gaps import SCAN_LIMIT, missing_ranges
 
 
 class SqlMonitorStore:
@@ -180,16 +181,9 @@ class SqlMonitorStore:
         self._move(mark, seqs, now)
 
     @staticmethod
-    def _ranges(s, device: str, contiguous: int, limit: int = 16) -> list[list[int]]:
-        ranges, prev = [], contiguous
-        for seq in s.scalars(select(EventRow.seq).where(EventRow.device == device, EventRow.seq > contiguous)
-                             .order_by(EventRow.seq).limit(5000)):
-            if seq > prev + 1:
-                ranges.append([prev + 1, seq - 1])
-                if len(ranges) >= limit:
-                    break
-            prev = seq
-        return ranges
+    def _ranges(s, device: str, contiguous: int) -> list[list[int]]:
+        return missing_ranges(s.scalars(select(EventRow.seq).where(EventRow.device == device, EventRow.seq > contiguous)
+                                        .order_by(EventRow.seq).limit(SCAN_LIMIT)), contiguous)
 
     def gaps_due(self, now: float, grace_s: float) -> list[tuple[str, list[list[int]], int]]:
         with self.db.session() as s:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware.telemetry.events import Event
+from provisioning.monitor.gaps import SCAN_LIMIT, missing_ranges
 from provisioning.monitor.rules import Alert
 
 _SCHEMA = """
@@ -155,17 +156,10 @@ class MonitorStore:
             self._db.execute("update seqs set contiguous=?, gap_since=?, tries=0, alerted=0 where device=?",
                              (c, now, device))
 
-    def _ranges(self, device: str, contiguous: int, limit: int = 16) -> list[list[int]]:
-        seqs = [r[0] for r in self._db.execute(
-            "select seq from events where device=? and seq>? order by seq limit 5000", (device, contiguous))]
-        ranges, prev = [], contiguous
-        for seq in seqs:
-            if seq > prev + 1:
-                ranges.append([prev + 1, seq - 1])
-                if len(ranges) >= limit:
-                    break
-            prev = seq
-        return ranges
+    def _ranges(self, device: str, contiguous: int) -> list[list[int]]:
+        return missing_ranges((r[0] for r in self._db.execute(
+            "select seq from events where device=? and seq>? order by seq limit ?", (device, contiguous, SCAN_LIMIT))),
+            contiguous)
 
     def gaps_due(self, now: float, grace_s: float) -> list[tuple[str, list[list[int]], int]]:
         """(device, missing seq ranges, resend tries so far) of gaps open for at least grace_s."""
