@@ -20,7 +20,7 @@ from provisioning.mosquitto import BROKER_ADMIN_USER, CENTRAL_USER, BrokerError,
 
 BrokerError = BrokerError  # re-exported: what BrokerAccounts raises
 
-__all__ = ["CENTRAL_USER", "Accounts", "BrokerError", "register_door", "BrokerAccounts", "central_files", "fleet_broker"]
+__all__ = ["BROKER_ADMIN_USER", "CENTRAL_USER", "Accounts", "BrokerError", "register_door", "BrokerAccounts", "central_files", "fleet_broker"]
 
 
 class Accounts(Protocol):
@@ -54,6 +54,18 @@ class BrokerAccounts:
         admin = self._admin()
         try:
             admin.remove_device(device)
+        finally:
+            admin.close()
+
+    def sync(self, active: list[str], revoked: list[str]) -> None:
+        """Add every active door and delete every revoked one over one admin connection (a fleet's
+        reconciliation at start: a connection per door would be a thousand TLS handshakes)."""
+        admin = self._admin()
+        try:
+            for device in active:
+                admin.add_device(device)
+            for device in revoked:
+                admin.remove_device(device)
         finally:
             admin.close()
 

@@ -203,9 +203,21 @@ class Registry:
         """Give every active device its broker account and delete every revoked one (idempotent)."""
         with self.db.session() as s:
             states = [(d.id, d.status) for d in s.scalars(select(Device).where(Device.status != "pending"))]
-        for device_id, status in states:
-            self._tell_broker("add" if status == "active" else "remove", device_id)
-        return {"active": sum(st == "active" for _, st in states), "revoked": sum(st == "revoked" for _, st in states)}
+        active = sorted(d for d, st in states if st == "active")
+        revoked = sorted(d for d, st in states if st == "revoked")
+        sync = getattr(self.accounts, "sync", None)
+        if sync is not None and (active or revoked):  # one admin connection for the whole fleet
+            from provisioning.mosquitto import BrokerError
+
+            try:
+                sync(active, revoked)
+            except BrokerError as exc:
+                raise BrokerSyncError(f"the broker's accounts were not brought in step with the registry "
+                                      f"({exc}); run `facelock-central devices sync` once it is reachable") from None
+        else:
+            for device_id, status in states:
+                self._tell_broker("add" if status == "active" else "remove", device_id)
+        return {"active": len(active), "revoked": len(revoked)}
 
     def crl_pem(self) -> bytes:
         ca = self.keys.ca()

@@ -21,7 +21,7 @@ from typing import Any
 
 import tomllib
 
-from central.errors import CentralError, DatabaseUnavailable
+from central.errors import BrokerSyncError, CentralError, DatabaseUnavailable
 
 log = logging.getLogger("facelock.central")
 
@@ -138,6 +138,7 @@ class Worker:
 
         analyzer = Analyzer(self.centre.db, BehaviourConfig(tz=self.zone))
         self.start()
+        self.sync_accounts()
         next_refresh = next_analysis = time.monotonic()
         while not self._stop.wait(0.5):
             now = time.monotonic()
@@ -155,6 +156,21 @@ class Worker:
             except Exception:  # noqa: BLE001 - a worker keeps serving whatever one pass does
                 log.exception("worker pass failed")
         self.shutdown()
+
+    def sync_accounts(self) -> dict[str, int] | None:
+        """At start, bring the broker's door accounts in step with the registry (`devices sync`): an
+        approval or revocation made while the broker was unreachable, or a broker that lost its plugin
+        state, is repaired without an operator.  A broker or database that is down is logged, not fatal:
+        the worker serves anyway and `devices sync` can be run later.  None: no broker-admin identity."""
+        if self.centre.registry.accounts is None:
+            return None
+        try:
+            counts = self.centre.registry.sync_broker()
+        except (BrokerSyncError, DatabaseUnavailable) as exc:
+            log.warning("broker accounts not reconciled at start: %s", exc)
+            return None
+        log.info("broker accounts reconciled: %d active, %d revoked", counts["active"], counts["revoked"])
+        return counts
 
     def stop(self) -> None:
         self._stop.set()

@@ -18,9 +18,11 @@ connection; message ids, PUBACKs and QoS 1 bookkeeping stay paho's own):
     `loop_read` keeps handling packets while bytes are buffered or the socket has more (up to
     READ_BUDGET_BYTES per call, so a flood cannot keep the caller from its own work; the rest waits in
     the socket, where paho's `select()` sees it);
-  * a successful PUBACK without properties, and a QoS 0 PUBLISH without properties (one per event on
-    the device and on the monitor), skip paho's decoder, which builds a ReasonCode and a Properties
-    object (several dicts each) per packet; every other packet goes through paho unchanged.
+  * a successful PUBACK without properties, and a QoS 0 or 1 PUBLISH without properties (one per event
+    on the device and on the monitor, one per receipt on a lock), skip paho's decoder, which builds a
+    ReasonCode and a Properties object (several dicts each) per packet; every other packet goes through
+    paho unchanged; what handling a read block queues (its PUBACKs) leaves in one TLS write;
+  * with no per-filter callback (`message_callback_add`), a message goes straight to `on_message`.
 
 This relies on private paho methods (`_packet_queue`, `_packet_write`, `_sock_recv`, `_handle_publish`,
 `_handle_pubackcomp`, ...) and the layout of its queued-packet dicts, stable across paho 1.x and 2.x.  If
@@ -58,7 +60,7 @@ def _params(name: str) -> list[str] | None:
 SUPPORTED = (_params("_packet_queue") == ["self", "command", "packet", "mid", "qos", "info"]
              and _params("_packet_write") == ["self"] and _params("_sock_recv") == ["self", "bufsize"]
              and _params("loop_read") == ["self", "max_packets"] and _params("_handle_publish") == ["self"]
-             and _params("_handle_pubackcomp") == ["self", "cmd"]
+             and _params("_handle_pubackcomp") == ["self", "cmd"] and _params("_send_puback") == ["self", "mid"]
              and _params("_do_on_publish") == ["self", "mid", "reason_code", "properties"]
              and _params("_handle_on_message") == ["self", "message"]
              and _params("message_callback_add") == ["self", "sub", "callback"]
@@ -160,19 +162,29 @@ class BatchedIOClient(mqtt.Client):
         return super()._handle_pubackcomp(cmd)
 
     def _handle_publish(self) -> Any:
-        """A QoS 0 PUBLISH without properties (each event the monitor receives) skips paho's decoder
-        and its per-packet Properties object; its `properties` is a shared empty one.  Anything else
-        (QoS 1/2, properties present, MQTT 3) goes through paho unchanged."""
+        """A QoS 0 or QoS 1 PUBLISH without properties (each event the monitor receives; each receipt and
+        bundle a lock receives) skips paho's decoder and its per-packet Properties object; its
+        `properties` is a shared empty one.  QoS 1 is then acknowledged as paho does (PUBACK after
+        on_message, unless manual_ack).  Anything else (QoS 2, properties present, MQTT 3) goes through
+        paho unchanged."""
         header = self._in_packet["command"]
         packet = self._in_packet["packet"]
-        if SUPPORTED and not header & 0x06 and self._protocol == mqtt.MQTTv5 and len(packet) >= 3:
+        qos = (header & 0x06) >> 1
+        if SUPPORTED and qos < 2 and self._protocol == mqtt.MQTTv5 and len(packet) >= 3:
             end = 2 + ((packet[0] << 8) | packet[1])
-            if len(packet) > end and packet[end] == 0:
+            mid = 0
+            if qos:
+                if len(packet) < end + 2:
+                    return super()._handle_publish()
+                mid = (packet[end] << 8) | packet[end + 1]
+                end += 2
+            if len(packet) > end and packet[end] == 0 and (mid or not qos):
                 # The fields MQTTMessage.__init__ sets, without the MQTTMessageInfo (and its Condition) it
-                # builds for every message: a received QoS 0 message never uses it.
+                # builds for every message: a received message never uses it.
                 message = object.__new__(mqtt.MQTTMessage)
-                message._topic = bytes(packet[2:end])
-                message.mid = message.qos = 0
+                message._topic = bytes(packet[2:2 + ((packet[0] << 8) | packet[1])])
+                message.mid = mid
+                message.qos = qos
                 message.state = mqtt.mqtt_ms_invalid
                 message.info = _NO_MESSAGE_INFO
                 message.dup = bool(header & 0x08)
@@ -181,6 +193,8 @@ class BatchedIOClient(mqtt.Client):
                 message.payload = bytes(packet[end + 1:])
                 message.timestamp = time.monotonic()  # what paho stamps received messages with
                 self._handle_on_message(message)
+                if qos and not self._manual_ack:
+                    return self._send_puback(mid)
                 return mqtt.MQTT_ERR_SUCCESS
         return super()._handle_publish()
 
@@ -240,6 +254,10 @@ class BatchedIOClient(mqtt.Client):
         if not SUPPORTED:
             return super().loop_read(max_packets)
         self._read_budget = READ_BUDGET_BYTES
+        # What handling the block queues (PUBACKs of QoS 1 messages, replies published from on_message)
+        # leaves in one TLS write at the end, not one write each.
+        outer = self._batching
+        self._batching = True
         try:
             rc = super().loop_read(max_packets)
             # paho stops after as many packets as it has messages in flight (one, for a QoS 0
@@ -253,4 +271,7 @@ class BatchedIOClient(mqtt.Client):
                     break  # nothing read: the socket is empty
         finally:
             self._read_budget = None
+            self._batching = outer
+        if not outer and self._out_packet and self._sock is not None:
+            self.loop_write()
         return rc

@@ -15,6 +15,10 @@ registry, bundles checked by the lock's real code).  Then, in order:
   bare        the workers stopped; the same doors publish the same load; a bare subscriber inserts each
               batch straight into a plain table (no decode, no dedup, no receipts): the reference for the
               ingest ratio, measured in the same run
+
+Each phase also reports how fast the doors managed to publish (`published_per_s`: when it is below the
+offered rate, the generator itself was short of CPU) and the CPU seconds each part used (`cpu_s`: centre
+workers, doors, broker, database, and this process, which runs the bare consumer and the pollers).
 """
 
 from __future__ import annotations
@@ -47,6 +51,58 @@ def _wait(pred, timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return pred()
+
+
+def _proc_cpu(pid: int | str, children: bool = False) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (0 where /proc is missing or it is gone);
+    with `children`, also what its reaped children used (PostgreSQL's backends that have exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+class _CpuMeter:
+    """CPU seconds per part of the run (centre workers, simulated doors, broker, database, this process:
+    the bare consumer and the pollers), so a phase's figure says where the machine's time went and whether
+    the load generator, not the centre, was the limit."""
+
+    def __init__(self, pg_data: Path) -> None:
+        self.pg_data = pg_data
+        self.parts: dict[str, list[int]] = {}
+
+    def _postmaster(self) -> int | None:
+        try:
+            return int((self.pg_data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def snapshot(self) -> dict[str, float]:
+        snap = {name: sum(_proc_cpu(p) for p in pids) for name, pids in self.parts.items()}
+        pm = self._postmaster()
+        snap["database"] = (_proc_cpu(pm, children=True) + sum(_proc_cpu(c) for c in _children(pm))) if pm else 0.0
+        snap["bench_process"] = _proc_cpu("self")
+        return snap
+
+    @staticmethod
+    def delta(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+        return {k: round(b[k] - a.get(k, 0.0), 2) for k in b}
 
 
 class _Sims:
@@ -205,6 +261,9 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
             p.stdin.flush()
             sim_procs.append(p)
         sims = _Sims(sim_procs)
+        meter = _CpuMeter(pg.data)
+        meter.parts = {"centre_workers": [p.pid for p in procs], "doors": [p.pid for p in sim_procs],
+                       "broker": [broker.proc.pid] if broker.proc else []}
         ready = sum(r["ready"] for r in sims.read_all(180))
         if ready != doors:
             raise click.ClickException(f"only {ready}/{doors} simulated doors connected")
@@ -250,6 +309,7 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
 
         poller = threading.Thread(target=poll_alerts, daemon=True)
         poller.start()
+        cpu0 = meter.snapshot()
         t0 = time.perf_counter()
         sims.send({"go": "centre", "events": events, "rate": rate, "tamper_every": tamper_every})
 
@@ -261,6 +321,7 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
         publish_s = time.perf_counter() - t0
         ok = _wait(lambda: stored() >= total, 600, 0.05)
         ingest_s = time.perf_counter() - t0
+        cpu_ingest = meter.delta(cpu0, meter.snapshot())
         time.sleep(1.0)
         stop_poll.set()
         poller.join(5)
@@ -292,11 +353,14 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
         procs = []
         stop_bare, counter = threading.Event(), [0]
         writer = _bare_consumer(broker, pg.url, stop_bare, counter)
+        cpu0 = meter.snapshot()
         t0 = time.perf_counter()
         sims.send({"go": "bare", "events": events, "rate": rate, "tamper_every": 0})
         sims.read_all(600)
+        bare_publish_s = time.perf_counter() - t0
         bare_ok = _wait(lambda: counter[0] >= total, 120, 0.02)
         bare_s = time.perf_counter() - t0
+        cpu_bare = meter.delta(cpu0, meter.snapshot())
         stop_bare.set()
         writer.join(30)
 
@@ -307,14 +371,17 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
             "ingest": {"events_per_s": round(rate_centre, 1), "sent": total, "stored_distinct": distinct,
                        "rows": rows, "lost": total - distinct, "duplicated": rows - distinct,
                        "resends_deduplicated": dups, "complete": bool(ok), "seconds": round(ingest_s, 2),
-                       "publish_seconds": round(publish_s, 2)},
+                       "publish_seconds": round(publish_s, 2), "published_per_s": round(total / publish_s, 1),
+                       "cpu_s": cpu_ingest},
             "latency_ms": {"p50": round(_pct(lat, 50), 1), "p99": round(_pct(lat, 99), 1)},
             "alert_latency_ms": {"p99": round(_pct(alert_lat, 99), 1), "alerts": len(alert_lat),
                                  "tampers": len(tampers), "poll_ms": 50},
             "first_push_acked_s": round(push_s, 2), "first_push_build_s": round(build1, 2),
             "revocation_acked_s": round(revocation_s, 2), "revocation_build_s": round(build2, 2),
             "revocation_complete": bool(revoked),
-            "bare_insert": {"events_per_s": round(rate_bare, 1), "stored": counter[0], "complete": bool(bare_ok)},
+            "bare_insert": {"events_per_s": round(rate_bare, 1), "stored": counter[0], "complete": bool(bare_ok),
+                            "seconds": round(bare_s, 2), "publish_seconds": round(bare_publish_s, 2),
+                            "published_per_s": round(total / bare_publish_s, 1), "cpu_s": cpu_bare},
             "ratio_vs_bare": round(rate_centre / rate_bare, 3) if rate_bare else None,
             "onboarding_s": round(onboard_s, 1),
             "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),

@@ -142,6 +142,30 @@ def test_qos0_publish_fast_path_matches_paho_decoder() -> None:
         assert getattr(m.properties, "UserProperty", None) == ([("a", "b")] if packet is with_props else None)
 
 
+def test_qos1_publish_fast_path_matches_paho_and_acknowledges() -> None:
+    topic = b"facelock/d1/receipt"
+    mid = struct.pack("!H", 0x1234)
+    plain = struct.pack("!H", len(topic)) + topic + mid + b"\x00" + b'{"v":1}'
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = ("a", "b")
+    with_props = struct.pack("!H", len(topic)) + topic + mid + props.pack() + b'{"v":1}'
+    for packet, header, manual in ((plain, 0x32, False), (plain, 0x3B, False), (with_props, 0x32, False),
+                                   (plain, 0x32, True)):
+        c = BatchedIOClient(CallbackAPIVersion.VERSION2, client_id="unit", protocol=mqtt.MQTTv5,
+                            manual_ack=manual)
+        got: list[mqtt.MQTTMessage] = []
+        c.on_message = lambda client, userdata, msg, got=got: got.append(msg)
+        _fake_in_packet(c, header, packet)
+        with c.batch():  # no socket here: the PUBACK is only queued
+            assert c._handle_publish() == mqtt.MQTT_ERR_SUCCESS
+        (m,) = got
+        assert (m.topic, m.payload, m.qos, m.mid, m.retain, m.dup) == (
+            "facelock/d1/receipt", b'{"v":1}', 1, 0x1234, bool(header & 1), bool(header & 8))
+        assert getattr(m.properties, "UserProperty", None) == ([("a", "b")] if packet is with_props else None)
+        pubacks = [p["packet"] for p in c._out_packet if p["command"] & 0xF0 == 0x40]
+        assert pubacks == ([] if manual else [b"\x40\x02\x12\x34"])  # PUBACK for mid 0x1234, as paho sends it
+
+
 def test_per_filter_callbacks_still_get_their_messages_on_the_fast_path() -> None:
     # on_message is called directly only while no message_callback_add filter exists.
     topic = b"facelock/d1/event/tamper"
