@@ -112,6 +112,32 @@ class BatchedIOClient(mqtt.Client):
                                  "to_process": len(packet), "packet": packet, "info": info})
         return mqtt.MQTT_ERR_SUCCESS
 
+    def send_qos0(self, topic: str, payload: bytes) -> None:
+        """Queue one QoS 0 PUBLISH without properties as raw bytes: no MQTTMessage, no MQTTMessageInfo
+        (and its Condition), no on_publish; there is nothing to wait for at QoS 0.  Same bytes on the wire
+        as `publish(topic, payload, qos=0)`.  Inside `batch()` it joins the block; outside, it is written
+        at once.  Call it from the thread that drives the loop (the monitor's receipts)."""
+        if not SUPPORTED:
+            self.publish(topic, payload, qos=0)
+            return
+        t = topic.encode("utf-8")
+        if not t or len(t) > 65535 or b"+" in t or b"#" in t:
+            raise ValueError("invalid topic for a publish")
+        n = 2 + len(t) + 1 + len(payload)  # topic length, topic, empty properties, payload
+        head = bytearray([_PUBLISH])
+        while True:  # the remaining length, 7 bits a byte
+            n, digit = n >> 7, n & 0x7F
+            head.append(digit | (0x80 if n else 0))
+            if not n:
+                break
+        packet = bytes(head) + len(t).to_bytes(2, "big") + t + b"\x00" + payload
+        # Marked like a joined block (a QoS 1 header in the queue entry): paho then does nothing after
+        # writing it, which is right for a PUBLISH nobody waits on, and _coalesce may join it.
+        self._out_packet.append({"command": _PUBLISH | 0x02, "mid": 0, "qos": 1, "pos": 0,
+                                 "to_process": len(packet), "packet": packet, "info": None})
+        if not self._batching and self._sock is not None:
+            self.loop_write()
+
     def _packet_write(self) -> Any:
         if SUPPORTED and len(self._out_packet) > 1:
             self._coalesce()

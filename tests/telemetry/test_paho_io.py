@@ -64,6 +64,38 @@ def test_a_batch_is_written_in_few_tls_writes_and_arrives_whole_and_in_order(bro
         watcher.close()
 
 
+def test_raw_qos0_publishes_arrive_whole_in_order_at_qos0(broker: LocalBroker) -> None:
+    # send_qos0 (the monitor's receipts) writes the PUBLISH bytes itself: every size of remaining length
+    # (1, 2 and 3 bytes) must arrive as published, in order, joined into few TLS writes.
+    watcher = Sniffer(broker, "door-9", ["facelock/door-9/receipt"])
+    c = _connect(broker, MONITOR_USER)
+    sizes = [0, 1, 100, 121, 122, 200, 16_000, 16_400, 70_000] + [60] * 500
+    bodies = [bytes([65 + i % 26]) * n for i, n in enumerate(sizes)]
+    try:
+        writes_before = c.io_stats["socket_writes"]
+        with c.batch():
+            for body in bodies:
+                c.send_qos0("facelock/door-9/receipt", body)
+        while c.want_write():
+            c.loop_write()
+        assert c.io_stats["socket_writes"] - writes_before < 50
+        assert watcher.wait_for(lambda ms: len(ms) >= len(bodies), timeout=20)
+        assert [m.payload for m in watcher.messages] == bodies
+        assert {(m.topic, m.qos) for m in watcher.messages} == {("facelock/door-9/receipt", 0)}
+        c.send_qos0("facelock/door-9/receipt", b"alone")  # outside batch(): written at once
+        assert watcher.wait_for(lambda ms: len(ms) > len(bodies), timeout=10)
+        assert watcher.messages[-1].payload == b"alone"
+    finally:
+        c.disconnect()
+        watcher.close()
+    for bad in ("facelock/+/receipt", "facelock/#", ""):
+        try:
+            c.send_qos0(bad, b"x")
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
+
+
 def test_block_reads_deliver_every_qos0_message_in_order_with_its_properties(broker: LocalBroker) -> None:
     n = 1200
     sub = _connect(broker, MONITOR_USER)
