@@ -42,6 +42,7 @@ LED_PATTERNS: dict[str, tuple[Any, Any]] = {
     # what the person at the door is asked to do (firmware.lock.feedback picks one per decision)
     "hold_still": ((1.0, 0.2), "off"),  # green mostly on: stay in view, a moment longer
     "blink": ((0.2, 0.8), "off"),  # a green wink each second: blink
+    "blink_now": ("on", "on"),  # the LED challenge: both lit, blink now (frames after it are "led_on")
     "turn_head": ((0.3, 0.3), "off"),
     "look_at_camera": ("off", (0.1, 0.9)),  # a red blip each second: face not found / not usable
     "try_again": ("off", "on"),

@@ -30,13 +30,14 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from firmware.hw.camera.base import Frame
 from firmware.lock import policy as pol
+from firmware.vision.liveness.result import Verdict
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Why(str, enum.Enum):
     LIVENESS_NEEDS_BLINK = "liveness_needs_blink"  # the blink check has not seen a blink yet
     LIVENESS_NEEDS_MOTION = "liveness_needs_motion"  # the motion check saw too little head movement to judge
     LIVENESS_FAILING = "liveness_failing"  # PENDING: a check FAILED so far, the window is still filling
+    LIVENESS_CHALLENGE = "liveness_challenge"  # PENDING: inconclusive, the LED is lit: blink now
     SPOOF = "spoof"  # a liveness check FAILED on the attempt (counts toward lockout)
     NOT_RECOGNISED = "not_recognised"  # no enrolled user matched (below threshold, ambiguous, empty gallery)
     NO_USABLE_FACE = "no_usable_face"  # nothing the matcher could use
@@ -166,6 +168,8 @@ class Attempt:
     liveness_failures: int = 0  # checks that failed while the window was still filling
     last_liveness_reason: str = ""
     liveness_scores: dict[str, float] = field(default_factory=dict)  # of the latest liveness check
+    #: capture time of the frame after which the LED challenge was lit (None: no challenge asked)
+    challenge_from: float | None = None
 
 
 @dataclass(frozen=True)
@@ -265,28 +269,69 @@ class AttemptDecider:
             return Decision(Outcome.PENDING, "gathering", why=Why.POOR_FACE if poor else Why.GATHERING)
         if self.liveness is None:
             return None
-        live, reason, scores, attack, waiting = self.check_liveness(
-            att.observations[-self.rules.max_frames_per_attempt:])
+        window = att.observations[-self.rules.max_frames_per_attempt:]
+        if att.challenge_from is not None:  # frames captured after the LED lit
+            for o in window:
+                if o.ts > att.challenge_from and o.liveness is not None and o.liveness.led_on is not True:
+                    o.liveness = replace(o.liveness, led_on=True)
+        live, reason, scores, attack, waiting = self.check_liveness(window)
         att.liveness_scores = scores
         if live:
             return None
+        if not attack and self._challenges and (att.challenge_from is not None
+                                                or len(att.observations) >= self.rules.max_frames_per_attempt):
+            passed, d = self._challenge_step(att, window, reason, scores)
+            if passed:
+                return None
+            if d is not None:
+                return d
         if attack:  # a check FAILED (evidence of an attack), not merely "no blink yet"
             att.liveness_failures += 1
             att.last_liveness_reason = reason
         wait = liveness_wait(waiting)
         if len(att.observations) < self.rules.max_frames_per_attempt:
+            # a failing check that a blink can still outweigh (blink an alternative to static replay): ask
+            # for the blink; otherwise a failing window is "hold still" (its next frames may pass)
+            failing = Why.LIVENESS_NEEDS_BLINK if "blink" in waiting else Why.LIVENESS_FAILING
             return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores,
-                            why=Why.LIVENESS_FAILING if attack else wait)
+                            why=failing if attack else wait)
         if not attack:
             return Decision(Outcome.INCONCLUSIVE, f"liveness_inconclusive:{reason}"[:200], liveness_scores=scores,
                             why=wait)
         return Decision(Outcome.SPOOF, f"liveness:{reason}"[:200], liveness_scores=scores)
 
+    @property
+    def _challenges(self) -> bool:
+        return self.liveness is not None and bool(getattr(self.liveness.config, "challenge_on_inconclusive", False))
+
+    def _challenge_step(self, att: Attempt, window: Sequence[Observation], reason: str,
+                        scores: Mapping[str, float]) -> tuple[bool, Decision | None]:
+        """Ask, don't refuse (``[liveness] challenge_on_inconclusive``): a full window that saw no evidence
+        either way lights the LED (the runtime shows the LIVENESS_CHALLENGE cue) instead of refusing; a blink
+        within ``challenge_window_s`` after it stands in for the evidence that did not come ((True, None): go
+        on to matching).  No blink by then: inconclusive, as without the challenge.  Never reached when a check
+        FAILED (a failure is not outweighed by a blink: a replayed video blinks too)."""
+        if att.challenge_from is None:  # the window is full: ask
+            att.challenge_from = att.observations[-1].ts
+            return False, Decision(Outcome.PENDING, f"liveness_challenge:{reason}"[:200], liveness_scores=scores,
+                                   why=Why.LIVENESS_CHALLENGE)
+        frames = [o.liveness for o in window if o.liveness is not None]
+        ch = self.liveness.challenge(frames)
+        if ch.verdict is Verdict.PASS:
+            att.liveness_scores = {**scores, **{f"challenge.{k}": float(v) for k, v in ch.scores.items()}}
+            return True, None
+        window_s = float(self.liveness.config.challenge_window_s)
+        if att.observations[-1].ts < att.challenge_from + window_s:
+            return False, Decision(Outcome.PENDING, f"liveness_challenge:{reason}"[:200], liveness_scores=scores,
+                                   why=Why.LIVENESS_CHALLENGE)
+        return False, Decision(Outcome.INCONCLUSIVE, f"liveness_inconclusive:challenge: {ch.reason}; {reason}"[:200],
+                               liveness_scores=scores, why=Why.LIVENESS_NEEDS_BLINK)
+
     def ended(self, att: Attempt, why: str = "face_lost") -> Decision:
         """The attempt ended before a decision (``why``: the face left, or the verify timeout): abandoned,
         or a spoof when a liveness check had already FAILED on it."""
         if att.liveness_failures:
-            return Decision(Outcome.SPOOF, f"liveness:{att.last_liveness_reason}:{why}"[:200])
+            return Decision(Outcome.SPOOF, f"liveness:{att.last_liveness_reason[:170]}:{why}")  # (the why kept)
         return Decision(Outcome.ABANDONED, why)
 
     def face_lost(self, att: Attempt) -> Decision:

@@ -27,6 +27,7 @@ class Cue(str, enum.Enum):
     VERIFYING = "verifying"  # a usable face is in view, the decision is coming
     HOLD_STILL = "hold_still"  # stay in view, facing the camera, a moment longer
     BLINK = "blink"  # blink (the blink check has not seen one)
+    BLINK_NOW = "blink_now"  # the LED challenge: both LEDs lit, blink now
     TURN_HEAD = "turn_head"  # turn the head a little (the motion check saw too little movement)
     LOOK_AT_CAMERA = "look_at_camera"  # face not found / not usable: face the camera, come closer
     TRY_AGAIN = "try_again"  # refused (not recognised, or a failed liveness check)
@@ -43,6 +44,7 @@ CUE_FOR: dict[Why, Cue] = {
     Why.LIVENESS_NEEDS_BLINK: Cue.BLINK,
     Why.LIVENESS_NEEDS_MOTION: Cue.TURN_HEAD,
     Why.LIVENESS_FAILING: Cue.HOLD_STILL,  # still filling the window: a live person's next frames may pass
+    Why.LIVENESS_CHALLENGE: Cue.BLINK_NOW,
     Why.SPOOF: Cue.TRY_AGAIN,
     Why.NOT_RECOGNISED: Cue.TRY_AGAIN,
     Why.NO_USABLE_FACE: Cue.LOOK_AT_CAMERA,
@@ -71,6 +73,7 @@ SIGNALS: dict[Cue, Signal] = {
     Cue.VERIFYING: Signal("verifying", None),
     Cue.HOLD_STILL: Signal("hold_still", "hold_still"),
     Cue.BLINK: Signal("blink", "blink"),
+    Cue.BLINK_NOW: Signal("blink_now", "blink"),
     Cue.TURN_HEAD: Signal("turn_head", "turn_head"),
     Cue.LOOK_AT_CAMERA: Signal("look_at_camera", "look_at_camera"),
     Cue.TRY_AGAIN: Signal("try_again", "try_again"),

@@ -38,7 +38,7 @@ ALL_CHECKS = LivenessConfig(required=("static_replay", "same_face"), any_of=("bl
 
 def test_config_defaults_are_the_measured_policy():
     c = LivenessConfig.from_dict({})
-    assert c.required == ("same_face", "fasnet", "static_replay") and c.any_of == () and c.veto == ()
+    assert c.required == ("same_face", "fasnet") and c.any_of == ("static_replay", "blink") and c.veto == ()
     assert not c.require_ir and not c.challenge
 
 

@@ -46,7 +46,9 @@ def test_cues_are_told_apart_on_the_pins():
     states = {LED_PATTERNS[p] for p in LED_PATTERN.values() if p not in ("denied", "lockout", "verifying", "granted")}
     own = {c: v for c, v in leds.items() if c not in (fb.Cue.LOCKED_OUT, fb.Cue.VERIFYING, fb.Cue.GRANTED)}
     assert not [c for c, v in own.items() if v in states], own
-    buzz = [fb.SIGNALS[c].buzzer for c in fb.Cue if fb.SIGNALS[c].buzzer]
+    # (the LED challenge asks for the same thing as "blink": it sounds the same)
+    buzz = [fb.SIGNALS[c].buzzer for c in fb.Cue if fb.SIGNALS[c].buzzer and c is not fb.Cue.BLINK_NOW]
+    assert fb.SIGNALS[fb.Cue.BLINK_NOW].buzzer == fb.SIGNALS[fb.Cue.BLINK].buzzer
     assert len(set(buzz)) == len(buzz), buzz
 
 
@@ -118,7 +120,7 @@ def test_too_few_frames_for_the_learned_model_shows_hold_still(make_harness, pip
     green LED blinks 1.0 s on / 0.2 s off ("hold still") and the buzzer ticked."""
     from firmware.vision.liveness import LivenessConfig, LivenessPolicy
 
-    pol = LivenessPolicy.from_files(LivenessConfig(required=("same_face", "fasnet")))
+    pol = LivenessPolicy.from_files(LivenessConfig(required=("same_face", "fasnet"), any_of=()))
     frames = df.held_photo(df.near("astronaut"), 20, seed=6)
     h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, pol), lock=LONG_DENIED)
     assert h.run_until(lambda: h.ctl.snap.state is State.DENIED or h.relay_pin_high(), timeout=20), h.rows()
@@ -135,7 +137,7 @@ def test_no_blink_yet_shows_blink(make_harness, pipeline, gallery, threshold):
     second ("blink") and the buzzer chirped twice."""
     from firmware.vision.liveness import LivenessConfig, LivenessPolicy
 
-    pol = LivenessPolicy.from_files(LivenessConfig(required=("same_face", "blink")))
+    pol = LivenessPolicy.from_files(LivenessConfig(required=("same_face", "blink"), any_of=()))
     frames = df.held_photo(df.near("astronaut"), 20, seed=7)
     h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, pol), lock=LONG_DENIED)
     assert h.run_until(lambda: h.ctl.snap.state is State.DENIED or h.relay_pin_high(), timeout=20), h.rows()
@@ -185,3 +187,22 @@ def test_a_face_too_far_away_is_asked_to_look_at_the_camera(make_harness, pipeli
     pins = _watch(h, 2.5)
     _assert_blinks(pins["red_led"], *LED_PATTERNS["look_at_camera"][1])
     assert not pins["green_led"].state and len(pins["green_led"].states) == 1
+
+
+def test_the_led_challenge_asks_before_it_refuses(make_harness, pipeline, gallery, threshold):
+    """``challenge_on_inconclusive``: the window (4 frames) too short for the learned model is not refused at
+    once: both LEDs light ("blink now") for ``challenge_window_s``; a photo does not blink, so it is then
+    refused as inconclusive ("blink"), not as a spoof."""
+    from firmware.vision.liveness import LivenessConfig, LivenessPolicy
+
+    pol = LivenessPolicy.from_files(LivenessConfig(required=("same_face", "fasnet"), any_of=(),
+                                                   challenge_on_inconclusive=True, challenge_window_s=1.0))
+    frames = df.held_photo(df.near("astronaut"), 20, seed=11)
+    h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, pol), lock=LONG_DENIED)
+    assert h.run_until(lambda: h.ctl.cue is fb.Cue.BLINK_NOW or h.ctl.snap.state is State.DENIED, timeout=20), \
+        (h.rows(), h.ctl.cue)
+    assert h.ctl.snap.state is State.VERIFYING and h.io.led_pattern == "blink_now"
+    g, r = (h.io.factory.pin(getattr(h.ctl.cfg.gpio, f"{n}_pin")) for n in ("green_led", "red_led"))
+    assert g.state and r.state  # both lit: the challenge
+    assert h.run_until(lambda: h.ctl.snap.state is State.DENIED, timeout=20), h.rows()
+    assert h.ctl.cue is fb.Cue.BLINK and h.ctl.counters.spoof == 0 and not h.ctl.lockout.failures

@@ -177,7 +177,8 @@ class LivenessPolicy:
         if frame.fas_score is None and frame.fas_crops is not None and self.fasnet is not None \
                 and (every_score or "fasnet" in used):
             kw["fas_score"] = self.fasnet.attack_score(frame.fas_crops)
-        if frame.openness is None and frame.face is not None and (every_score or "blink" in used):
+        if frame.openness is None and frame.face is not None \
+                and (every_score or "blink" in used or self.config.challenge_on_inconclusive):
             kw["openness"] = float(eye_openness(frame.face, frame.landmarks))
         return replace(frame, face=None, fas_crops=None, **kw)
 
@@ -198,6 +199,13 @@ class LivenessPolicy:
         if name == "ir":
             return check_ir(frames)
         raise LivenessInputError(f"unknown liveness check {name!r}")  # unreachable: config validates names
+
+    def challenge(self, frames: Sequence[LivenessFrame]) -> CheckResult:
+        """The LED challenge over an attempt's frames (``led_on`` set on those captured after the LED lit):
+        PASS on a blink within ``challenge_window_s`` of the first lit frame, FAIL otherwise (the caller
+        waits for the window to elapse before taking a FAIL as final)."""
+        frames = sorted(frames, key=lambda f: f.t)
+        return replace(check_blink(frames, self.thresholds.blink, self.config.challenge_window_s), name="challenge")
 
     def decide(self, frames: Sequence[LivenessFrame]) -> LivenessDecision:
         frames = list(frames)
