@@ -5,7 +5,7 @@ and the reason, not be ignored and leave the relay polarity at a default.  Unkno
 keys and bad values all raise :class:`ConfigError`.
 
 The lock's own sections (device, lock, gpio, camera, policy, log, daemon) are defined here; the
-sections of other areas (``vision``, ``liveness``, ``keystore``, ``mqtt``) are parsed by the
+sections of other areas (``vision``, ``liveness``, ``keystore``, ``mqtt``, ``api``, ``fleet``) are parsed by the
 ``from_dict`` of their own package's config dataclass when that package is installed, so each area
 owns its settings and this loader only composes them.
 """
@@ -111,6 +111,7 @@ PLUGGED_SECTIONS: dict[str, tuple[str, str]] = {
     "keystore": ("firmware.keystore.config", "KeystoreConfig"),
     "mqtt": ("firmware.telemetry.config", "MqttConfig"),
     "api": ("firmware.api.config", "ApiConfig"),
+    "fleet": ("firmware.fleet.config", "FleetConfig"),
 }
 
 OWN_SECTIONS: dict[str, type] = {
@@ -250,7 +251,7 @@ def _plugged(name: str, d: Any, base_dir: Path | None = None) -> Any:
     if not isinstance(d, Mapping):
         raise ConfigError(f"[{name}]: expected a table, got {type(d).__name__}")
     try:
-        if name == "mqtt" and base_dir is not None:  # relative certificate paths: next to the config file
+        if name in ("mqtt", "fleet") and base_dir is not None:  # relative file paths: next to the config file
             return cls.from_dict(dict(d), base_dir=base_dir)
         return cls.from_dict(dict(d))
     except ConfigError:
@@ -282,6 +283,9 @@ def config_from_dict(data: Mapping[str, Any], path: str = "") -> Config:
                               f"topic level of this lock's events), got {mqtt.device_id!r}")
         if not cfg.daemon.events:
             raise ConfigError("daemon.events: must be true when [mqtt] is configured (MQTT publishes the outbox)")
+    fleet = sections.get("fleet")
+    if fleet is not None and fleet.enabled and mqtt is None:
+        raise ConfigError("fleet.enabled: needs an [mqtt] section (bundles come over the lock's MQTT connection)")
     return cfg
 
 

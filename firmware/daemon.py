@@ -142,13 +142,33 @@ def limit_malloc_arenas(n: int = 2, mmap_threshold: int = 128 * 1024) -> None:
         pass
 
 
-def start_telemetry(site: Any, events: Any, rt: Any, port: Any) -> Any:
+def start_fleet(site: Any, port: Any, audit: Any) -> Any:
+    """The door agent of the centre (firmware.fleet.lockhook), when ``[fleet] enabled = true``; else None.
+
+    One that cannot be built (the centre's key missing, say) is logged and audited: the lock keeps running
+    on the people and lockdown it last applied."""
+    fleet_cfg = site.config.sections.get("fleet")
+    if fleet_cfg is None or not fleet_cfg.enabled:
+        return None
+    from firmware.fleet.lockhook import FleetHook
+
+    try:
+        hook = FleetHook(site, port, audit, fleet_cfg, site.config.sections["mqtt"])
+    except FaceLockError as exc:
+        log.error("fleet agent cannot start (%s): keeping the last applied policy", exc)
+        audit.append("fleet_error", reason=str(exc)[:200])
+        return None
+    log.info("fleet: policy bundles for %s (applied version %d)", hook.door, hook.applied_version)
+    return hook
+
+
+def start_telemetry(site: Any, events: Any, rt: Any, port: Any, fleet: Any = None) -> Any:
     """The MQTT client over the event outbox, when ``[mqtt]`` is configured; None otherwise.
 
     Signed commands reach the lock through :class:`firmware.lock.remote.RemoteCommands` and the lock's
-    port (run on the lock loop's thread).  A client that cannot be built (a certificate file missing, say)
-    is logged and skipped: the door keeps working and events keep going into the outbox, to be sent once
-    MQTT is fixed.
+    port (run on the lock loop's thread); the centre's bundles reach ``fleet`` (a FleetHook) on the same
+    connection.  A client that cannot be built (a certificate file missing, say) is logged and skipped:
+    the door keeps working and events keep going into the outbox, to be sent once MQTT is fixed.
     """
     mqtt_cfg = site.config.sections.get("mqtt")
     if mqtt_cfg is None:
@@ -162,7 +182,11 @@ def start_telemetry(site: Any, events: Any, rt: Any, port: Any) -> Any:
 
     remote = RemoteCommands(port, revoke=revoke)
     try:
-        client = TelemetryClient(mqtt_cfg, events.outbox, on_command=remote.handle)
+        client = TelemetryClient(mqtt_cfg, events.outbox, on_command=remote.handle,
+                                 subscriptions=fleet.subscriptions() if fleet is not None else None,
+                                 on_connected=fleet.on_connected if fleet is not None else None)
+        if fleet is not None:
+            fleet.attach(client)
         client.start()
     except FaceLockError as exc:
         log.error("telemetry cannot start (%s): events stay in the outbox", exc)
@@ -172,18 +196,24 @@ def start_telemetry(site: Any, events: Any, rt: Any, port: Any) -> Any:
     return client
 
 
-def publish_state(client: Any, port: Any) -> None:
-    """The retained ``facelock/<device>/state`` after a state change (lock read back from the relay)."""
-    if client is None:
-        return
+def state_fields(port: Any) -> dict[str, Any]:
+    """What the retained ``facelock/<device>/state`` says, read now (the lock read back from the relay)."""
     from firmware.lock.policy import Lockdown
 
     st = port.status_now()
     door = "unknown" if not st.door_sensor else ("open" if st.door_open else "closed")
+    return {"lock": "UNLOCKED" if st.relay_energized else "LOCKED", "door": door,
+            "tamper": bool(st.tamper_active), "lockdown": st.lockdown is not Lockdown.OFF,
+            "last_event": st.state.value.lower()}
+
+
+def publish_state(client: Any, port: Any, fields: dict[str, Any] | None = None) -> None:
+    """Publish the retained state (``fields``, else read now).  The loop calls it whenever any field
+    changed, not only the state: a remote lockdown alone moves no state but must reach the topic."""
+    if client is None:
+        return
     try:
-        client.publish_state(lock="UNLOCKED" if st.relay_energized else "LOCKED", door=door,
-                             tamper=bool(st.tamper_active), lockdown=st.lockdown is not Lockdown.OFF,
-                             last_event=st.state.value.lower())
+        client.publish_state(**(fields if fields is not None else state_fields(port)))
     except FaceLockError as exc:
         log.warning("state not published: %s", exc)
 
@@ -220,6 +250,7 @@ def run(cfg: Any, run_for: float | None = None) -> int:
     port = None
     telemetry = None
     api = None
+    fleet = None
     users = site.users()
     try:
         rt = LockRuntime(cfg, io, lambda: open_camera(cfg.camera), lambda: site.decider(num_threads=1),
@@ -229,16 +260,20 @@ def run(cfg: Any, run_for: float | None = None) -> int:
                  cfg.camera.backend, site.data_dir)
         heartbeat = None
         if events is not None:
-            telemetry = start_telemetry(site, events, rt, port)
+            fleet = start_fleet(site, port, audit)
+            telemetry = start_telemetry(site, events, rt, port, fleet)
             if cfg.sections.get("mqtt") is not None:
                 from firmware.telemetry.heartbeat import Heartbeat
 
                 heartbeat = Heartbeat(audit, rt.emit, cfg.sections["mqtt"].heartbeat_s, site.data_dir / "heartbeat.json")
         api = start_api(site, port, events, audit)
+        if fleet is not None:
+            fleet.start_restore()  # waits for the loop below; bundles from the broker wait for it
         rt.bring_up()
         notify.send(f"READY=1\nSTATUS=state {rt.snap.state.value}")
         t_end = None if run_for is None else time.monotonic() + run_for
         last_state = None
+        last_fields: dict[str, Any] | None = None
         while not stop["flag"] and (t_end is None or time.monotonic() < t_end):
             rt.tick()
             if heartbeat is not None:
@@ -249,7 +284,11 @@ def run(cfg: Any, run_for: float | None = None) -> int:
                 last_state = rt.snap.state
                 notify.send(f"STATUS=state {last_state.value}" + (f" ({rt.fault_reason})" if rt.fault_reason
                                                                   else ""))
-                publish_state(telemetry, port)
+            if telemetry is not None:
+                fields = state_fields(port)
+                if fields != last_fields:
+                    last_fields = fields
+                    publish_state(telemetry, port, fields)
         notify.send("STOPPING=1")
         log.info("stopping (%s): relay de-energized", stop["signal"] or "run-for elapsed")
         return 0

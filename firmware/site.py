@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,9 @@ class Site:
     keystore_config: KeystoreConfig
     _keystore: Any = field(default=None, repr=False)
     _pipeline: Any = field(default=None, repr=False)
+    #: the centre's match_threshold (firmware.fleet.settings): a floor under the calibrated threshold
+    threshold_floor: float | None = None
+    _pipeline_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---------------------------------------------------------------------------------- storage
     def keystore(self, passphrase: str | None = None) -> Any:
@@ -221,7 +225,12 @@ class Site:
 
     # ------------------------------------------------------------------------------ the decider
     def pipeline(self, num_threads: int = 1) -> Any:
-        """The face pipeline from the shipped models (sha256-checked), built once per site."""
+        """The face pipeline from the shipped models (sha256-checked), built once per site (the lock loop and
+        the fleet agent's template check may ask at once: the lock keeps them from loading it twice)."""
+        with self._pipeline_lock:
+            return self._load_pipeline(num_threads)
+
+    def _load_pipeline(self, num_threads: int) -> Any:
         if self._pipeline is None:
             from firmware.vision import FacePipeline
 
@@ -268,7 +277,8 @@ class Site:
         def threshold_for(n: int) -> float:
             # 1:N: with [vision] stranger_far the threshold follows from the gallery size (max(gallery_size, n))
             try:
-                return float(pipe.threshold(enrolled=n))
+                calibrated = float(pipe.threshold(enrolled=n))
+                return calibrated if self.threshold_floor is None else max(calibrated, self.threshold_floor)
             except FaceLockError as exc:
                 raise ComponentUnavailableError(f"no calibrated match threshold for {n} enrolled: {exc}") from exc
 

@@ -9,6 +9,7 @@ template in it has been opened successfully, so a door never runs half of a bund
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -48,6 +49,11 @@ class BundleStore:
         self._current: Bundle | None = None
         self._loaded = False
 
+    def opened(self) -> tuple[Bundle, dict[str, list]] | None:
+        """The applied bundle and its templates opened again (in memory only), or None before the first."""
+        b = self.current()
+        return None if b is None else (b, open_all(b, self.door_key))
+
     def current(self) -> Bundle | None:
         """The applied bundle (verified again on first load), or None before the first one."""
         if not self._loaded:
@@ -59,18 +65,26 @@ class BundleStore:
             self._current = verify_bundle(raw, self.centre_key, self.door)
         return self._current
 
+    def forget(self) -> None:
+        """Run as if nothing was stored (after the caller moved a file that no longer verifies aside)."""
+        self._current, self._loaded = None, True
+
     def current_version(self) -> int:
         b = self.current()
         return b.version if b else 0
 
-    def apply(self, payload: bytes) -> tuple[Bundle, dict[str, list], bool]:
+    def apply(self, payload: bytes, check: Callable[[Bundle, dict[str, list]], None] | None = None
+              ) -> tuple[Bundle, dict[str, list], bool]:
         """Verify and apply; returns (bundle, opened templates, changed).  An equal version is a resend
-        (changed=False, nothing written); an older one is refused as a rollback."""
+        (changed=False, nothing written); an older one is refused as a rollback.  ``check`` (the lock's
+        own bounds, firmware.fleet.lockhook) may refuse a verified bundle before anything is written."""
         bundle = verify_bundle(payload, self.centre_key, self.door)
         have = self.current_version()
         if bundle.version < have:
             raise BundleRejected("rollback", f"version {bundle.version} is older than the running {have}")
         opened = open_all(bundle, self.door_key)
+        if check is not None:
+            check(bundle, opened)
         if bundle.version == have:
             return bundle, opened, False
         fsutil.atomic_write(self.path, bytes(payload), 0o600)

@@ -151,6 +151,12 @@ def window_from_dict(key: str, d: Any) -> Window:
                   _parse_time(f"{key}.end", d.get("end", "00:00")))
 
 
+def window_to_dict(w: Window) -> dict[str, Any]:
+    """The stored form of a window (what :func:`window_from_dict` reads back)."""
+    return {"days": [DAYS[d] for d in sorted(w.days)], "start": w.start.strftime("%H:%M"),
+            "end": w.end.strftime("%H:%M")}
+
+
 #: Bounds that keep lockout switched on: values outside them would let a steady trickle of failures
 #: (or a burst) through, so they are refused at load time rather than trusted.
 INT_BOUNDS: dict[str, tuple[int, int]] = {

@@ -87,6 +87,31 @@ class LockPort:
 
         return self._on_loop(run)
 
+    def record(self, kind: str, **data: Any) -> None:
+        """Append one audit record from another thread (the audit log belongs to the loop's thread)."""
+        self._on_loop(lambda: self._rt.audit.append(kind, **data))
+
+    def reconfigure(self, cfg: Any, rebuild_decider: bool, prepare: Callable[[], None] | None = None) -> None:
+        """Run under ``cfg`` from now on (the centre's settings, firmware.fleet.settings, already held to the
+        lock's bounds): timings, lockout and the attempt's frame window at once; with ``rebuild_decider``
+        (liveness or the threshold changed) the decider is built again on the next tick, and until then no
+        face is decided.  ``prepare`` runs first, on the loop's thread."""
+        def run() -> None:
+            from firmware.lock.decider import AttemptRules
+
+            rt = self._rt
+            if prepare is not None:
+                prepare()
+            rt.cfg = cfg
+            rt.timing = cfg.lock.timing()
+            if rt.decider is not None:
+                if rebuild_decider:
+                    rt.decider, rt.attempt = None, None
+                else:
+                    rt.decider.rules = AttemptRules.from_lock(cfg.lock)
+
+        self._on_loop(run)
+
     def revoke(self, user_id: str, by: str, revoke_in_store: Callable[[str], None]) -> bool:
         """Revoke a user in the store and drop them from the live gallery at once; True when they were in it."""
         def run() -> bool:

@@ -507,7 +507,7 @@ class LockRuntime:
             self.attempt = None
         self.audit.append("users_reloaded", generation=enrolled.generation, users=len(enrolled.gallery),
                           threshold=round(self.decider.threshold, 4))
-        log.info("enrolled users reloaded (generation %d, %d active)", enrolled.generation, len(enrolled.gallery))
+        log.info("enrolled users reloaded (generation %s, %d active)", enrolled.generation, len(enrolled.gallery))
         return True
 
     def _tick(self) -> None:

@@ -20,6 +20,11 @@ the next connection, or after `receipt_timeout_s`, and the monitor de-duplicates
 Commands are verified on the I/O thread (signature, freshness, nonce) and run on a worker thread so a
 slow door action never stalls the network.  Rejections are published on `cmd/result` and stored as
 `command_rejected` events.
+
+Other parts of the lock may share the connection (same identity, same ACL): `subscriptions` maps a topic
+to a handler run on its own worker thread (the door agent's policy bundles, firmware.fleet.lockhook: a
+large bundle is verified and applied without stalling events or commands), `on_connected` runs there after
+every (re)connection, and `publish()` queues a message for the I/O thread.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +76,8 @@ class TelemetryClient:
         *,
         nonces: NonceStore | None = None,
         clock: Callable[[], float] = device_clock,
+        subscriptions: Mapping[str, Callable[[bytes], None]] | None = None,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         config.check()
         self.config = config
@@ -90,6 +97,10 @@ class TelemetryClient:
         self._thread: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self._commands: queue.Queue[Command | None] = queue.Queue()
+        self._subs = dict(subscriptions or {})
+        self._on_connected = on_connected
+        self._sub_worker: threading.Thread | None = None
+        self._sub_queue: queue.Queue[tuple[str | None, bytes] | None] = queue.Queue()
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s)
@@ -131,6 +142,9 @@ class TelemetryClient:
         self._stop.clear()
         self._worker = threading.Thread(target=self._run_commands, name="facelock-cmd", daemon=True)
         self._worker.start()
+        if self._subs or self._on_connected is not None:
+            self._sub_worker = threading.Thread(target=self._run_subscriptions, name="facelock-sub", daemon=True)
+            self._sub_worker.start()
         self._thread = threading.Thread(target=self._run, name="facelock-mqtt", daemon=True)
         self._thread.start()
 
@@ -145,6 +159,10 @@ class TelemetryClient:
             self._commands.put(None)
             self._worker.join(timeout)
             self._worker = None
+        if self._sub_worker is not None:
+            self._sub_queue.put(None)
+            self._sub_worker.join(timeout)
+            self._sub_worker = None
 
     @property
     def connected(self) -> bool:
@@ -152,6 +170,13 @@ class TelemetryClient:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        """Queue one message for the I/O thread (sent on the next pump while connected; the broker's ACL
+        decides what this identity may publish)."""
+        with self._lock:
+            self._outgoing.append((topic, bytes(payload), qos, retain))
+        self._wake()
 
     def publish_state(
         self,
@@ -280,13 +305,16 @@ class TelemetryClient:
         self._backoff.reset()
         no_retained = SubscribeOptions(qos=1, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         client.subscribe([(topics.command_filter(self.device), no_retained),
-                          (topics.receipt(self.device), SubscribeOptions(qos=1, noLocal=True))])
+                          (topics.receipt(self.device), SubscribeOptions(qos=1, noLocal=True))]
+                         + [(t, SubscribeOptions(qos=1, noLocal=True)) for t in self._subs])
         # No Home Assistant discovery from here: the broker refuses devices every homeassistant/ topic (a
         # device could otherwise point an entity's command_topic at another door); the monitor publishes it.
         client.publish(topics.availability(self.device), b"online", qos=1, retain=True)
         with self._lock:
             self._state_dirty = True
         self._connected.set()
+        if self._on_connected is not None:
+            self._sub_queue.put((None, b""))
         log.info("mqtt connected to %s:%s as %s", self.config.host, self.config.port, self.device)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -317,6 +345,9 @@ class TelemetryClient:
             return
         if topic == topics.command_result(self.device):
             return  # our own result echoed back (noLocal should prevent it)
+        if topic in self._subs:
+            self._sub_queue.put((topic, bytes(msg.payload)))
+            return
         self._handle_command(topic, msg.payload, bool(msg.retain))
 
     def _handle_receipt(self, payload: bytes) -> None:
@@ -389,6 +420,21 @@ class TelemetryClient:
             self._result(command.name, command.nonce, ok=ok, detail=detail)
             self._store_event("command_result", reason="ok" if ok else "failed", command=command.name,
                               ok=ok, nonce=command.nonce[:32])
+
+    def _run_subscriptions(self) -> None:
+        while True:
+            item = self._sub_queue.get()
+            if item is None:
+                return
+            topic, payload = item
+            try:
+                if topic is None:
+                    if self._on_connected is not None:
+                        self._on_connected()
+                else:
+                    self._subs[topic](payload)
+            except Exception:  # noqa: BLE001 - a handler bug must not end the worker
+                log.exception("handler for %s failed", (topic or "connect")[:120])
 
     def _store_event(self, type_: str, **fields: Any) -> None:
         try:

@@ -1,6 +1,7 @@
 """Enrolled users with protected templates (encrypted embeddings + fuzzy-extractor helper data)."""
 
 from firmware.templates.errors import (
+    FleetUserConflictError,
     InvalidNameError,
     InvalidPolicyError,
     TemplateError,
@@ -9,11 +10,22 @@ from firmware.templates.errors import (
     UserRevokedError,
     WrongFaceError,
 )
-from firmware.templates.store import DB_NAME, Candidate, RotationResult, TemplateStore, UserRecord
+from firmware.templates.store import (
+    DB_NAME,
+    Candidate,
+    FleetPerson,
+    FleetSync,
+    RotationResult,
+    TemplateStore,
+    UserRecord,
+)
 
 __all__ = [
     "DB_NAME",
     "Candidate",
+    "FleetPerson",
+    "FleetSync",
+    "FleetUserConflictError",
     "InvalidNameError",
     "InvalidPolicyError",
     "RotationResult",

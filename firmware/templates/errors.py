@@ -7,6 +7,7 @@ from firmware.errors import FaceLockError
 
 __all__ = [
     "InvalidNameError",
+    "FleetUserConflictError",
     "InvalidPolicyError",
     "TemplateError",
     "TemplateStoreCorruptError",
@@ -38,3 +39,7 @@ class InvalidPolicyError(TemplateError):
 
 class TemplateStoreCorruptError(TemplateError):
     """users.db is not a readable FaceLock database, or an encrypted field fails authentication."""
+
+
+class FleetUserConflictError(TemplateError):
+    """A person of the centre's bundle has the id of a user enrolled on the lock itself (never overwritten)."""

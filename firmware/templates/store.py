@@ -53,6 +53,7 @@ from firmware.keystore.base import Keystore
 from firmware.keystore.errors import KeyNotFoundError
 from firmware.pseudonym import USER_SECRET_PREFIX, user_secret_id
 from firmware.templates.errors import (
+    FleetUserConflictError,
     InvalidNameError,
     InvalidPolicyError,
     TemplateStoreCorruptError,
@@ -109,6 +110,31 @@ class Candidate:
     user_id: str
     name: str
     embeddings: np.ndarray = field(repr=False)  # (k, d) float32, L2-normalised; never in a log line
+
+
+@dataclass(frozen=True)
+class FleetPerson:
+    """One person of the centre's bundle as the lock keeps them (firmware.fleet.lockhook)."""
+
+    user_id: str
+    embeddings: np.ndarray = field(repr=False)  # (k, d); never in a log line
+    schedule: list[dict[str, Any]] | None = None  # windows as stored ({days, start, end}); None = any time
+
+
+@dataclass(frozen=True)
+class FleetSync:
+    """What ``sync_fleet`` changed (ids and counts only)."""
+
+    version: int
+    added: int
+    updated: int
+    removed: int
+    unchanged: int
+
+
+#: users.db meta keys of the fleet: the centre's people on this lock, the bundle version they come from and
+#: the lockdown that bundle carried (firmware.fleet.lockhook reads them back after a restart)
+FLEET_PEOPLE, FLEET_VERSION, FLEET_LOCKDOWN = "fleet_people", "fleet_version", "fleet_lockdown"
 
 
 @dataclass(frozen=True)
@@ -469,6 +495,98 @@ class TemplateStore:
                     ks.delete_version(kid, v)
                     destroyed.append((kid, v))
         return destroyed
+
+    # ---- the centre's people (firmware.fleet) -----------------------------------------------------
+    def fleet_state(self) -> tuple[int, str | None, frozenset[str]]:
+        """(bundle version, its lockdown, the ids of the centre's people) as last synced; (0, None, {}) before."""
+        meta = dict(self._query("SELECT key, value FROM meta WHERE key IN (?, ?, ?)",
+                                (FLEET_PEOPLE, FLEET_VERSION, FLEET_LOCKDOWN)))
+        try:
+            people = boundedjson.loads(meta.get(FLEET_PEOPLE, "[]"))
+            version = int(meta.get(FLEET_VERSION, "0"))
+        except ValueError as exc:
+            raise TemplateStoreCorruptError(f"{self.path}: fleet state unreadable ({exc})") from None
+        if not isinstance(people, list) or not all(isinstance(p, str) for p in people):
+            raise TemplateStoreCorruptError(f"{self.path}: fleet people is not a list of ids")
+        return version, meta.get(FLEET_LOCKDOWN), frozenset(people)
+
+    def sync_fleet(self, version: int, people: Sequence[FleetPerson], lockdown: str) -> FleetSync:
+        """Make the centre's people on this lock exactly ``people``, in one transaction.
+
+        Each person is stored like a locally enrolled user (embeddings and helper data sealed under the
+        keystore's ``templates`` key, a sealed user secret), under the centre's id, with the policy
+        ``{"fleet": true, "schedule": [...]}``.  People of the previous bundle who are not in this one are
+        purged (row deleted, freed pages zeroed and VACUUMed, sealed secret deleted).  A centre person revoked
+        on the lock itself (``facelock users revoke``, a signed revoke-user) stays revoked until the lock's
+        operator reactivates them: the lock's own refusal is kept.  Users enrolled on the lock itself are
+        never touched, and a centre person with one of their ids is refused
+        (FleetUserConflictError) before anything is written.  One transaction: the lock loop's reload sees
+        the old people or the new ones, never a mixture; a person whose template and schedule did not change
+        is not rewritten, so a bundle that only changes the lockdown does not reload the gallery.
+        """
+        _, _, before = self.fleet_state()
+        ids = [p.user_id for p in people]
+        if len(set(ids)) != len(ids):
+            raise InvalidPolicyError("a person appears twice in the fleet people")
+        local = {r[0] for r in self._query("SELECT id FROM users")} - before
+        clash = sorted(set(ids) & local)
+        if clash:
+            raise FleetUserConflictError(f"a centre person has the id of a user enrolled on this lock ({clash[0][:16]}…)")
+        prepared = []
+        for p in people:
+            embs = normalise_embeddings(p.embeddings)
+            policy: dict[str, Any] = {"fleet": True}
+            if p.schedule is not None:
+                policy["schedule"] = p.schedule
+            prepared.append((p.user_id, embs, self._policy_text(policy)))
+        existing = {r[0]: r for r in self._query(
+            "SELECT id, templates_key_version, template, policy FROM users")}
+        aead, key_version = self._aead()
+        added = updated = unchanged = 0
+        writes = []
+        for user_id, embs, policy_text in prepared:
+            row = existing.get(user_id)
+            if row is not None and row[3] == policy_text:
+                old = _unpack_embeddings(self._open(self._aead(row[1])[0], user_id, "template", row[2]))
+                if old.shape == embs.shape and np.array_equal(old, embs):
+                    unchanged += 1
+                    continue
+            _, helper = extractor.enroll(embs.mean(axis=0), self.params)
+            if row is None:
+                self.keystore.create(user_secret_id(user_id))  # first: a crash leaves an orphan key, never a user without one
+                added += 1
+            else:
+                updated += 1
+            writes.append((row is None, user_id, embs, helper, policy_text))
+        removed = sorted(before - set(ids))
+        now = _now()
+        with self._tx() as db:
+            for new, user_id, embs, helper, policy_text in writes:
+                tpl = self._seal(aead, user_id, "template", _pack_embeddings(embs))
+                hlp = self._seal(aead, user_id, "helper", helper.to_bytes())
+                if new:
+                    db.execute("INSERT INTO users (id, name, status, created, updated, templates_key_version, "
+                               "template, helper, policy) VALUES (?, ?, 'active', ?, ?, ?, ?, ?, ?)",
+                               (user_id, f"centre {user_id[:8]}", now, now, key_version, tpl, hlp, policy_text))
+                else:
+                    db.execute("UPDATE users SET templates_key_version = ?, template = ?, "
+                               "helper = ?, policy = ?, updated = ? WHERE id = ?",
+                               (key_version, tpl, hlp, policy_text, now, user_id))
+            for user_id in removed:
+                db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            for k, v in ((FLEET_PEOPLE, json.dumps(sorted(ids))), (FLEET_VERSION, str(int(version))),
+                         (FLEET_LOCKDOWN, lockdown)):
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                           "excluded.value", (k, v))
+        if removed:
+            try:
+                self._db.execute("VACUUM")
+            except sqlite3.DatabaseError as exc:
+                raise TemplateStoreCorruptError(f"{self.path}: VACUUM failed ({exc})") from None
+            for user_id in removed:
+                with contextlib.suppress(KeyNotFoundError):
+                    self.keystore.delete(user_secret_id(user_id))
+        return FleetSync(int(version), added, updated, len(removed), unchanged)
 
     def generation(self) -> int:
         """The change counter of users.db: every insert, update or delete of a user bumps it (triggers),

@@ -257,3 +257,27 @@ def test_signed_reset_tamper_clears_a_forced_door_over_mqtt(tmp_path, broker, ca
         kinds = [r.kind for r in log.records()]
         assert "door_forced" in kinds and "tamper_reset" in kinds
         assert [r for r in log.records() if r.kind == "tamper_reset"][0].data["by"] == "management"
+
+
+def test_state_topic_follows_a_remote_lockdown_alone(tmp_path, broker, calibrated_env):  # noqa: F811
+    """A signed lockdown moves no state (IDLE stays IDLE) but the retained state topic must say it: the daemon
+    republishes whenever any field of the topic changes, not only the state (before: lockdown stayed false)."""
+    cfg = write_config(tmp_path, extra=mqtt_section(broker), unlock_s=30)
+    data = tmp_path / "data"
+    admin = Admin(broker)
+    p = start(cfg, env=calibrated_env)
+    try:
+        wait_status(data, p.pid, lambda s: s["state"] == "IDLE")
+        assert wait_until(lambda: admin.states() and admin.states()[-1]["lockdown"] is False, 15)
+        r = admin.send("lockdown", {"on": True})
+        assert r["ok"] and status(data)["state"] == "IDLE"
+        assert wait_until(lambda: admin.states()[-1]["lockdown"] is True, 5), admin.states()[-1]
+        assert admin.states()[-1]["last_event"] == "idle"
+        r = admin.send("lockdown", {"on": False})
+        assert r["ok"]
+        assert wait_until(lambda: admin.states()[-1]["lockdown"] is False, 5), admin.states()[-1]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
+        admin.close()
+    assert p.returncode == 0
