@@ -7,7 +7,10 @@ replay camera over the clip at the clip's own frame rate and size (played once, 
 slower than the clip skips frames like it would on a real camera), mock GPIO (gpiozero's MockFactory),
 the default ``[lock]`` and ``[liveness]`` (or those of ``--config``).  After the clip the daemon is stopped
 and its audit log read: grants, spoof refusals, no-match refusals, lockouts, and the time from the clip's
-first face frame to the first unlock (from the grant's ``decision_ms`` and ``face_frame``).
+first face frame to the first unlock (from the grant's ``decision_ms`` and ``face_frame``).  Only what
+happened while the clip played counts: when the replay ends the camera faults, and the daemon's recovery
+re-opens the clip at its start (in the ``--tail-s`` after the clip it would judge the clip's first frames a
+second time); records after that fault are reported apart (``after_clip_end``), not as the clip's.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import click
 REPO = Path(__file__).resolve().parents[2]
 ENROLL_FRAMES = 5
 REFUSALS = ("spoof_suspected", "denied", "lockout")
+#: the replay camera's end-of-clip errors (firmware.hw.camera.replay), as the daemon audits its fault
+END_OF_REPLAY = ("ended or became unreadable", "end of replay")
 
 
 def _clip_info(path: Path) -> tuple[float, int, int, int]:
@@ -146,12 +151,16 @@ def read_outcomes(data: Path, fps: float, k0: int | None) -> dict[str, Any]:
     from firmware.audit import AuditLog
 
     kinds: dict[str, int] = {}
+    after: dict[str, int] = {}
     first_unlock_s = None
     reasons = []
     with AuditLog(data / "audit.db", readonly=True) as log:
         for r in log.records():
-            kinds[r.kind] = kinds.get(r.kind, 0) + 1
             d = r.data
+            if after or (r.kind == "fault" and any(e in str(d.get("reason", "")) for e in END_OF_REPLAY)):
+                after[r.kind] = after.get(r.kind, 0) + 1  # the clip is over (see the module docstring)
+                continue
+            kinds[r.kind] = kinds.get(r.kind, 0) + 1
             if r.kind == "granted" and first_unlock_s is None and "decision_ms" in d and k0 is not None:
                 first_unlock_s = round(float(d["decision_ms"]) / 1e3 + (int(d.get("face_frame", k0)) - k0) / fps, 3)
             if r.kind in REFUSALS:
@@ -159,7 +168,8 @@ def read_outcomes(data: Path, fps: float, k0: int | None) -> dict[str, Any]:
     return {"grants": kinds.get("granted", 0), "spoof_refusals": kinds.get("spoof_suspected", 0),
             "no_match_refusals": kinds.get("denied", 0), "lockouts": kinds.get("lockout", 0),
             "verify_timeouts": kinds.get("verify_timeout", 0), "face_lost": kinds.get("face_lost", 0),
-            "first_face_to_unlock_s": first_unlock_s, "refusal_reasons": reasons[:20], "audit_kinds": kinds}
+            "first_face_to_unlock_s": first_unlock_s, "refusal_reasons": reasons[:20], "audit_kinds": kinds,
+            "after_clip_end": after}
 
 
 @click.command("eval-e2e")
