@@ -62,20 +62,45 @@ class SqlMonitorStore:
         "on conflict (event_id) do nothing returning event_id")
 
     def _insert_pg(self, by_id: dict[str, tuple[Event, bytes]], now: float, n_items: int) -> list[Event]:
+        with self.db.session() as s:
+            return self._insert_pg_in(s, by_id, now, n_items)
+
+    def _insert_pg_in(self, s, by_id: dict[str, tuple[Event, bytes]], now: float, n_items: int) -> list[Event]:
         """PostgreSQL: one statement per batch, the columns as arrays (no per-row SQL to build or parse)."""
         pairs = list(by_id.values())
         events = [e for e, _ in pairs]
         cols = [list(by_id), [e.device for e in events], [e.type for e in events], [e.severity for e in events],
                 [e.ts for e in events], [e.seq or 0 for e in events], [e.user_id for e in events],
                 [now] * len(events), [raw.decode() for _, raw in pairs]]
-        with self.db.session() as s:
-            cur = s.connection().connection.cursor()
-            cur.execute(self._PG_INSERT, cols)
-            new_ids = {r[0] for r in cur.fetchall()}
-            cur.close()
-            if n_items - len(new_ids):
-                self._bump(s, "duplicates", n_items - len(new_ids))
+        cur = s.connection().connection.cursor()
+        cur.execute(self._PG_INSERT, cols)
+        new_ids = {r[0] for r in cur.fetchall()}
+        cur.close()
+        if n_items - len(new_ids):
+            self._bump(s, "duplicates", n_items - len(new_ids))
         return [e for e in events if e.id in new_ids]
+
+    def store_batch(self, items: list[tuple[Event, bytes]], firsts: dict[str, int], now: float) -> list[Event]:
+        """insert_events + advance_seqs for one batch in one transaction (PostgreSQL): one commit per batch,
+        and a failure leaves neither (the batch is not receipted; the devices resend it).  Returns the new
+        events.  Two workers' batches may commit in either order: a mark that one of them could not move
+        over the other's still-uncommitted events moves with that device's next batch (no gap is ever
+        reported for events that are stored).  SQLite: the two steps, as before."""
+        if not self.db.is_postgres:
+            new = self.insert_events(items)
+            self.advance_seqs(firsts, now)
+            return new
+        if not items:
+            return []
+        by_id: dict[str, tuple[Event, bytes]] = {}
+        for event, raw in items:
+            by_id.setdefault(event.id, (event, raw))
+        devices = sorted(firsts)
+        with self.db.session() as s:
+            new = self._insert_pg_in(s, by_id, time.time(), len(items))
+            if devices:
+                self._advance_pg_in(s, devices, [firsts[d] for d in devices], now)
+        return new
 
     def insert_alerts(self, alerts: list) -> None:
         if not alerts:
@@ -153,10 +178,13 @@ class SqlMonitorStore:
 
     def _advance_pg(self, devices: list[str], firsts: list[int], now: float) -> None:
         with self.db.session() as s:
-            cur = s.connection().connection.cursor()
-            cur.execute(self._PG_MARKS, [devices, firsts])
-            cur.execute(self._PG_ADVANCE, {"devices": devices, "now": now})
-            cur.close()
+            self._advance_pg_in(s, devices, firsts, now)
+
+    def _advance_pg_in(self, s, devices: list[str], firsts: list[int], now: float) -> None:
+        cur = s.connection().connection.cursor()
+        cur.execute(self._PG_MARKS, [devices, firsts])
+        cur.execute(self._PG_ADVANCE, {"devices": devices, "now": now})
+        cur.close()
 
     @staticmethod
     def _move(mark: SeqMark, seqs, now: float) -> None:

@@ -1,5 +1,6 @@
 """The centre's per-device seq tracking (SqlMonitorStore.advance_seqs) on PostgreSQL (one set-based
-statement) and SQLite (the ORM walk): the same marks and gap clocks for the same batches."""
+statement; also inside store_batch, the one-transaction insert + advance the monitor calls) and SQLite
+(the ORM walk): the same marks and gap clocks for the same batches."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from central.models import SeqMark
 from firmware.telemetry.events import encode, make_event
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+@pytest.fixture(params=["postgresql", "sqlite", "postgresql-store_batch"])
 def store_centre(request, tmp_path: Path):
-    if request.param == "postgresql":
-        yield request.getfixturevalue("centre")
+    if request.param.startswith("postgresql"):
+        c = request.getfixturevalue("centre")
+        c.one_transaction = request.param.endswith("store_batch")  # what the monitor calls (one transaction)
+        yield c
         return
     c = Centre(tmp_path / "sqlite-centre")
     c.init()
@@ -32,10 +35,13 @@ def _deliver(centre: Centre, batch: list[tuple[str, int]], now: float) -> None:
     for device, seq in batch:
         e = make_event(device, "access_granted").with_seq(seq)
         items.append((e, encode(e)))
-    centre.monitor.insert_events(items)
     firsts: dict[str, int] = {}
     for device, seq in batch:
         firsts[device] = min(firsts.get(device, seq), seq)
+    if getattr(centre, "one_transaction", False):
+        assert {e.id for e in centre.monitor.store_batch(items, firsts, now)} <= {e.id for e, _ in items}
+        return
+    centre.monitor.insert_events(items)
     centre.monitor.advance_seqs(firsts, now)
 
 
