@@ -78,6 +78,23 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _wait_count(count, target: int, timeout: float, step: float = 0.05, max_step: float = 0.5) -> bool:
+    """Poll `count()` until it reaches `target`.  Every `step` once the end is near (by the rate seen so
+    far), less often before: each poll is a count(*) over the growing events table, CPU that the database
+    under test would otherwise give the centre (the bare phase counts in memory)."""
+    deadline = time.monotonic() + timeout
+    n0, t0 = count(), time.monotonic()
+    while True:
+        n, now = count(), time.monotonic()
+        if n >= target:
+            return True
+        if now >= deadline:
+            return False
+        rate = (n - n0) / (now - t0) if now > t0 else 0.0
+        eta = (target - n) / rate if rate > 0 else 0.0
+        time.sleep(min(max_step, max(step, eta / 4), max(0.0, deadline - now)))
+
+
 class _CpuMeter:
     """CPU seconds per part of the run (centre workers, simulated doors, broker, database, this process:
     the bare consumer and the pollers), so a phase's figure says where the machine's time went and whether
@@ -319,7 +336,7 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
 
         sims.read_all(600)
         publish_s = time.perf_counter() - t0
-        ok = _wait(lambda: stored() >= total, 600, 0.05)
+        ok = _wait_count(stored, total, 600)
         ingest_s = time.perf_counter() - t0
         cpu_ingest = meter.delta(cpu0, meter.snapshot())
         time.sleep(1.0)
