@@ -294,3 +294,104 @@ def show(data_dir: Path, as_json: bool) -> None:
     else:
         for k, v in bundle.items():
             click.echo(f"{k}: {v}")
+
+
+FLEET_CSR = "fleet.csr"
+
+
+@command.command("fleet-csr")
+@click.option("--id", "device_id", required=True, help="Door id: the certificate CN, MQTT client id and topic level.")
+@click.option("--out", type=PATH, default=None, help="Where to write the CSR [default: DATA_DIR/device/fleet.csr].")
+@click.option("--force", is_flag=True, help="Replace the TLS key of a device that already has a bundle.")
+@data_dir_option
+@json_option
+def fleet_csr(device_id: str, out: Path | None, force: bool, data_dir: Path, as_json: bool) -> None:
+    """Make this lock's request to join a centre (for `facelock-central devices submit`).
+
+    A new TLS key (a 0600 PEM file: the daemon's TLS stack loads the key from a file) and the X25519 key
+    the centre seals templates to (created in this lock's keystore, never leaving it), bound together in
+    one CSR signed by the TLS key (firmware.fleet.doorkey).
+    """
+    import hashlib
+
+    from firmware.fleet.doorkey import enrollment_csr, public_bytes, template_key
+    from provisioning import devicekey, stores
+    from provisioning import pkifiles as pki
+    from provisioning.atomicfile import write_atomic
+    from provisioning.datadir import DataDir
+    from provisioning.errors import AlreadyExistsError
+
+    _check_device_id(device_id)
+    dd = DataDir(data_dir)
+    if dd.has_device() and not force:
+        existing = dd.device_config().get("device_id")
+        raise AlreadyExistsError(f"device {existing!r} is already initialised in {dd.device} (use --force)")
+    xpub = public_bytes(template_key(stores.open_keystore(dd)))
+    key = pki.new_tls_key()
+    csr = enrollment_csr(device_id, key, xpub)
+    dd.device.mkdir(mode=0o700, parents=True, exist_ok=True)
+    devicekey.store(dd, key, "file")
+    path = out or dd.device / FLEET_CSR
+    write_atomic(path, csr, 0o644)
+    info = {"device_id": device_id, "csr": str(path), "template_key_sha256": hashlib.sha256(xpub).hexdigest()}
+    if as_json:
+        emit_json(info)
+    else:
+        click.echo(f"fleet request for {device_id} in {path}: submit it with `facelock-central devices submit`, "
+                   "then install the answer with `facelock device fleet-install DIR --broker HOST:PORT`")
+
+
+@command.command("fleet-install")
+@click.argument("answer", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--broker", required=True, help="The centre's MQTT broker HOST:PORT (TLS).")
+@data_dir_option
+@json_option
+def fleet_install(answer: Path, broker: str, data_dir: Path, as_json: bool) -> None:
+    """Install the centre's answer (device.pem, ca.pem, central.pub from `devices submit --out DIR`).
+
+    The certificate must be for this lock's TLS key (made by `fleet-csr`).  Writes the device bundle and
+    an `[mqtt]` + `[fleet]` section (mqtt.toml) for the lock's config file.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    from provisioning import pkifiles as pki
+    from provisioning.atomicfile import write_atomic
+    from provisioning.datadir import DEVICE_JSON_VERSION, DataDir
+    from provisioning.errors import ProvisioningError
+
+    _check_broker(broker)
+    dd = DataDir(data_dir)
+    if not dd.device_key.is_file():
+        raise ProvisioningError(f"no TLS key in {dd.device}: run `facelock device fleet-csr` first")
+    cert = pki.load_cert(answer / "device.pem")
+    ca_cert = pki.load_cert(answer / "ca.pem")
+    pki.verify_issued_by(cert, ca_cert)
+    raw = serialization.PublicFormat.SubjectPublicKeyInfo
+    key = pki.load_key(dd.device_key, None)
+    if cert.public_key().public_bytes(serialization.Encoding.DER, raw) != \
+            key.public_key().public_bytes(serialization.Encoding.DER, raw):
+        raise ProvisioningError(f"{answer / 'device.pem'} is not for this lock's TLS key (another lock's answer?)")
+    device_id = _check_device_id(str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value))
+    central_pub = (answer / "central.pub").read_bytes()
+    from firmware.telemetry.commands import load_public_key
+
+    load_public_key(answer / "central.pub")  # an Ed25519 PEM, or a typed error before anything is written
+    pki.save_cert(dd.device_ca, ca_cert)
+    pki.save_cert(dd.device_cert, cert)
+    write_atomic(dd.device_mgmt_pub, central_pub, 0o644)
+    bundle = {
+        "version": DEVICE_JSON_VERSION, "device_id": device_id, "broker": broker, "key_backend": "file",
+        "ca_cert": dd.device_ca.name, "device_cert": dd.device_cert.name, "device_key": dd.device_key.name,
+        "management_public_key": dd.device_mgmt_pub.name, "fleet": True,
+        "cert_fingerprint_sha256": pki.fingerprint(cert), "not_after": cert.not_valid_after_utc.isoformat(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    snippet = mqtt_snippet(dd, device_id, broker, "file") + "\n[fleet]\nenabled = true\n"
+    write_atomic(dd.device / MQTT_SNIPPET, snippet.encode(), 0o644)
+    write_atomic(dd.device_json, json.dumps(bundle, indent=2).encode(), 0o644)
+    if as_json:
+        emit_json(bundle)
+    else:
+        click.echo(f"device {device_id} joined the centre: certificate until {bundle['not_after']}; "
+                   f"paste {dd.device / MQTT_SNIPPET} into the lock's config")

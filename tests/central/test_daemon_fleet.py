@@ -3,8 +3,8 @@
 Real parts only: PostgreSQL and the centre (tests/central/conftest.py), mosquitto with mutual TLS and the
 centre's accounts/ACL, the centre's distributor, and ``python -m firmware`` as a subprocess with the replay
 camera (a live person in front of it), MockFactory GPIO, the shipped models and liveness.  The lock is
-onboarded the centre's way: its X25519 template key from its own keystore and a fresh TLS key in one CSR
-(firmware.fleet.doorkey), signed by the centre with a one-time token.
+onboarded with the CLI: `facelock device fleet-csr` (its keystore's X25519 template key and a fresh TLS
+key in one CSR), signed by the centre with a one-time token, `facelock device fleet-install`.
 
 Enrolled at the centre and granted the door -> pushed -> the daemon acks -> the face unlocks; a tampered,
 misdirected and rolled-back bundle on the topic is refused and the door keeps its policy, also across a
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from central.app import Centre
 from central.broker import CENTRAL_USER
@@ -31,17 +30,17 @@ from central.distributor import Distributor
 from central.policy import sign_bundle
 from firmware import fsutil
 from firmware.audit import AuditLog
-from firmware.fleet.doorkey import enrollment_csr, public_bytes, template_key
 from firmware.hw.camera.replay import write_replay_folder
 from provisioning import demofaces as df
-from provisioning import pkifiles
 from provisioning.mosquitto import LocalBroker
 from tests.central.conftest import central_settings
+from tests.support.cli import facelock
 from tests.support.daemon import daemon_env, start, status, wait_status, write_config
 from tests.support.mqtt_broker import Sniffer, wait_until
 
 DEVICE = "kill-test"  # the device id tests.support.daemon.write_config uses
 OP = "op-fleet"
+UP = ("IDLE", "VERIFYING", "DENIED", "LOCKOUT")  # up and deciding (the face is in view from the start)
 
 
 @pytest.fixture
@@ -55,41 +54,29 @@ def distributor(centre: Centre, fleet_broker: LocalBroker) -> Iterator[Distribut
         d.stop()
 
 
-def _fleet_config(tmp_path: Path, broker: LocalBroker) -> Path:
-    pki = tmp_path / "pki"
-    return write_config(tmp_path, unlock_s=0.4, extra=f"""
-[mqtt]
-device_id = "{DEVICE}"
-host = "{broker.host}"
-port = {broker.port}
-ca_file = "{pki / 'ca.pem'}"
-cert_file = "{pki / 'device.pem'}"
-key_file = "{pki / 'device.key'}"
-management_pubkey_file = "{pki / 'central.pub'}"
-backoff_min_s = 0.05
-backoff_max_s = 0.5
-require_receipt = false
-[fleet]
-enabled = true
-""")
-
-
-def _onboard(centre: Centre, cfg: Path, pki: Path) -> None:
-    """The lock's CSR (its keystore's X25519 key + a new TLS key), signed by the centre with a token."""
-    from firmware.site import open_site
-
-    site = open_site(cfg)
-    site.data_dir.mkdir(parents=True, exist_ok=True)
-    xpub = public_bytes(template_key(site.keystore()))
-    tls = pkifiles.new_tls_key()
-    fsutil.make_private_dir(pki)
-    fsutil.atomic_write(pki / "device.key", tls.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), 0o600)
-    e = centre.registry.submit(enrollment_csr(DEVICE, tls, xpub), centre.registry.create_token(OP))
+def _onboard(centre: Centre, tmp_path: Path, broker: LocalBroker) -> Path:
+    """The installer's path: `facelock device fleet-csr` on the lock (its keystore's X25519 key and a new
+    TLS key in one CSR), the centre signs it with a one-time token (what `facelock-central devices submit
+    --out` writes), `facelock device fleet-install` puts the answer in place and writes the [mqtt] +
+    [fleet] section, which goes into the lock's config.  Returns the config file."""
+    cfg = write_config(tmp_path, unlock_s=0.4)
+    data = tmp_path / "data"
+    facelock(data, "device", "fleet-csr", "--id", DEVICE, config=cfg)
+    e = centre.registry.submit((data / "device" / "fleet.csr").read_bytes(), centre.registry.create_token(OP))
     assert e.status == "active"
-    fsutil.atomic_write(pki / "device.pem", e.cert_pem.encode(), 0o644)
-    fsutil.atomic_write(pki / "ca.pem", e.ca_pem.encode(), 0o644)
-    fsutil.atomic_write(pki / "central.pub", e.centre_pub_pem.encode(), 0o644)
+    answer = tmp_path / "answer"
+    fsutil.make_private_dir(answer)
+    for name, text in (("device.pem", e.cert_pem), ("ca.pem", e.ca_pem), ("central.pub", e.centre_pub_pem)):
+        fsutil.atomic_write(answer / name, text.encode(), 0o644)
+    # another lock's answer is refused before anything is written
+    facelock(tmp_path / "other", "device", "fleet-csr", "--id", "door-x", config=cfg)
+    r = facelock(tmp_path / "other", "device", "fleet-install", answer, "--broker", "h:1", config=cfg, ok=False)
+    assert r.returncode != 0 and "not for this lock's TLS key" in r.stderr
+    facelock(data, "device", "fleet-install", answer, "--broker", f"{broker.host}:{broker.port}", config=cfg)
+    snippet = (data / "device" / "mqtt.toml").read_text()
+    assert "[fleet]\nenabled = true" in snippet
+    snippet = snippet.replace("[mqtt]\n", "[mqtt]\nbackoff_min_s = 0.05\nbackoff_max_s = 0.5\nrequire_receipt = false\n")
+    return write_config(tmp_path, unlock_s=0.4, extra=snippet)
 
 
 def _audit(data: Path) -> list:
@@ -130,9 +117,8 @@ def test_centre_policy_reaches_the_real_daemon(centre, fleet_broker, distributor
     embs = [r.embedding for r in map(pipe.process, df.enrolled()) if r.embedding is not None]
     mean = np.mean(np.stack(embs), axis=0)
     del pipe
-    cfg = _fleet_config(tmp_path, fleet_broker)
+    cfg = _onboard(centre, tmp_path, fleet_broker)
     data = tmp_path / "data"
-    _onboard(centre, cfg, tmp_path / "pki")
     centre.directory.add_door(DEVICE, "Front door", OP,
                               settings={"unlock_s": 1.0, "liveness": "off", "volume": 3})
     pid = centre.directory.add_person("Eileen", OP)
@@ -144,7 +130,7 @@ def test_centre_policy_reaches_the_real_daemon(centre, fleet_broker, distributor
     env = daemon_env(tmp_path)
     p = start(cfg, env=env)
     try:
-        assert wait_status(data, p.pid, timeout=120)["state"] == "IDLE"
+        assert wait_status(data, p.pid, timeout=120)["state"] in UP
         assert wait_until(lambda: any(a["status"] == "running" for a in _acks(watch)), 30)
 
         # 1. pushed -> acked by the daemon -> the centre's person unlocks
@@ -193,7 +179,7 @@ def test_centre_policy_reaches_the_real_daemon(centre, fleet_broker, distributor
     (data / "fleet" / "policy.bundle").write_text(json.dumps(raw))
     p = start(cfg, env=env)
     try:
-        assert wait_status(data, p.pid, timeout=120)["state"] == "IDLE"
+        assert wait_status(data, p.pid, timeout=120)["state"] in UP
         t_restart = time.time()
         assert wait_until(lambda: _grants_after(data, t_restart), 60), "the last good policy was lost at restart"
         assert (data / "fleet" / "policy.bundle.rejected").exists()

@@ -92,3 +92,21 @@ def test_sync_fleet_holds_exactly_the_bundles_people_sealed_and_leaves_local_use
     for seed in (2, 3, 4):  # no embedding in the clear at rest (any 8-float run of one)
         for row in _vecs(seed):
             assert row.astype("<f4").tobytes()[:32] not in raw
+
+
+def test_fleet_onboarding_cli_refuses_bad_input(tmp_path):
+    """`facelock device fleet-csr|fleet-install`: a bad id and a missing key are typed errors, nothing written
+    (the good path, with the centre signing, is in tests/central/test_daemon_fleet.py)."""
+    from tests.support.cli import facelock
+
+    data = tmp_path / "data"
+    r = facelock(data, "device", "fleet-csr", "--id", "door/a", ok=False)
+    assert r.returncode != 0 and "invalid device id" in r.stderr and "Traceback" not in r.stderr
+    assert not (data / "device" / "device.key").exists()
+    (tmp_path / "answer").mkdir()
+    r = facelock(data, "device", "fleet-install", tmp_path / "answer", "--broker", "h:8883", ok=False)
+    assert r.returncode != 0 and "fleet-csr" in r.stderr and "Traceback" not in r.stderr
+    r = facelock(data, "device", "fleet-csr", "--id", "door-a")
+    csr = (data / "device" / "fleet.csr").read_bytes()
+    assert csr.startswith(b"-----BEGIN CERTIFICATE REQUEST") and "door-a" in r.stdout
+    assert (data / "device" / "device.key").stat().st_mode & 0o777 == 0o600
