@@ -41,6 +41,9 @@ class ServiceConfig:
     refresh_s: float = 30.0
     analyze_s: float = 5.0  # behaviour rules (central.behaviour) over newly stored events
     batch_max: int = 500
+    # Events are handed to the store every batch_wait_s (or batch_max): each batch is one transaction and
+    # one pass of the store thread, so a fleet's worker batches 0.1 s (the standalone monitor: 0.02 s).
+    batch_wait_s: float = 0.1
     denied_threshold: int = 3
     denied_window_s: float = 60.0
     offline_after_s: float = 120.0
@@ -114,7 +117,8 @@ class Worker:
         self.monitor = MonitorService(
             MonitorConfig(host=cfg.host, port=cfg.port, ca_file=cfg.ca_file, cert_file=cfg.cert_file,
                           key_file=cfg.key_file, client_id=f"facelock-central-mon-{suffix}", group=cfg.group,
-                          console=False, batch_max=cfg.batch_max, denied_threshold=cfg.denied_threshold,
+                          console=False, batch_max=cfg.batch_max, batch_wait_s=cfg.batch_wait_s,
+                          denied_threshold=cfg.denied_threshold,
                           denied_window_s=cfg.denied_window_s, offline_after_s=cfg.offline_after_s,
                           backoff_min_s=0.2, backoff_max_s=5.0),
             self.centre.monitor, notifiers=self.notifiers,
