@@ -156,14 +156,19 @@ class SqlMonitorStore:
     # PostgreSQL: the same walk as `_move`, for every device of the batch in one statement.  Stored seqs
     # above a mark are contiguous with it while seq - dense_rank() (over the device's seqs above the mark)
     # equals the mark; the new mark is the largest such seq; any other seq above it means a gap remains.
+    # The stored seqs are read per device through the (device, seq) index (LATERAL, `offset 0` so the
+    # planner keeps it a per-device lookup): as a plain join the planner chose a sequential scan of the
+    # whole events table for every batch (12 ms at 30,000 rows, 19 ms at 60,000, growing with the table;
+    # 3 ms, flat, this way).
     _PG_MARKS = ("insert into seqs(device, contiguous, tries, alerted) select d, f - 1, 0, 0 "
                  "from unnest(%b::varchar[], %b::bigint[]) as t(d, f) on conflict (device) do nothing")
     _PG_ADVANCE = """
         with m as (select device, contiguous, gap_since from seqs where device = any(%(devices)s)
                    order by device for update),
-        a as (select e.device, e.seq,
-                     e.seq - dense_rank() over (partition by e.device order by e.seq) - m.contiguous as off
-              from events e join m on e.device = m.device where e.seq > m.contiguous),
+        a as (select m.device, x.seq,
+                     x.seq - dense_rank() over (partition by m.device order by x.seq) - m.contiguous as off
+              from m cross join lateral (select e.seq from events e where e.device = m.device
+                                         and e.seq > m.contiguous offset 0) x),
         n as (select m.device, m.contiguous as old, m.gap_since as since,
                      coalesce(max(a.seq) filter (where a.off = 0), m.contiguous) as c,
                      coalesce(bool_or(a.off <> 0), false) as later
