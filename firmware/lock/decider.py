@@ -270,6 +270,11 @@ class AttemptDecider:
         if self.liveness is None:
             return None
         window = att.observations[-self.rules.max_frames_per_attempt:]
+        strict = bool(getattr(self.liveness.config, "challenge", False))
+        if strict and att.challenge_from is None:
+            # ``[liveness] challenge = true``: the blink must answer the LED, lit with the attempt's first
+            # liveness step (the runtime shows the LIVENESS_CHALLENGE cue); later frames are "led_on"
+            att.challenge_from = att.observations[-1].ts
         if att.challenge_from is not None:  # frames captured after the LED lit
             for o in window:
                 if o.ts > att.challenge_from and o.liveness is not None and o.liveness.led_on is not True:
@@ -294,7 +299,7 @@ class AttemptDecider:
             # for the blink; otherwise a failing window is "hold still" (its next frames may pass)
             failing = Why.LIVENESS_NEEDS_BLINK if "blink" in waiting else Why.LIVENESS_FAILING
             return Decision(Outcome.PENDING, f"liveness:{reason}", liveness_scores=scores,
-                            why=failing if attack else wait)
+                            why=Why.LIVENESS_CHALLENGE if strict else failing if attack else wait)
         if not attack:
             return Decision(Outcome.INCONCLUSIVE, f"liveness_inconclusive:{reason}"[:200], liveness_scores=scores,
                             why=wait)

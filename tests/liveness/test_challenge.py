@@ -82,3 +82,24 @@ def test_switched_off_the_window_is_refused_as_inconclusive(astronaut_mesh):
 def test_the_switch_is_validated():
     with pytest.raises(ConfigError, match="challenge_on_inconclusive"):
         LivenessConfig.from_dict({"challenge_on_inconclusive": "yes"})
+
+
+def _strict() -> AttemptDecider:
+    cfg = LivenessConfig(required=("same_face",), any_of=(), challenge=True, challenge_window_s=1.0)
+    return AttemptDecider(None, LivenessPolicy(cfg, TH), Enrolled(Gallery(dim=8)), 0.5, 0.0,
+                          rules=AttemptRules(frames_per_attempt=3, max_frames_per_attempt=10))
+
+
+def test_challenge_true_lights_the_led_with_the_attempt_and_a_blink_after_it_passes(astronaut_mesh):
+    """``challenge = true`` (the strict mode): before, nothing lit the LED, so every attempt failed the
+    blink check ("no frame had the LED lit") and counted as a spoof; now the LED lights at the attempt's
+    first liveness step and the person is asked (LIVENESS_CHALLENGE) until they blink."""
+    ds, att = _run(_strict(), astronaut_mesh, closed={5}, n=10)
+    assert att.challenge_from == pytest.approx(2 * DT)  # the 3rd frame: the first liveness step
+    assert all(d.why is Why.LIVENESS_CHALLENGE for d in ds[2:-1] if d is not None)
+    assert ds[-1] is None and len(ds) == 7  # blink at frame 5, open again at 6: live
+
+
+def test_challenge_true_a_blink_before_the_led_is_a_spoof(astronaut_mesh):
+    ds, att = _run(_strict(), astronaut_mesh, closed={1}, n=12)
+    assert ds[-1] is not None and ds[-1].outcome is Outcome.SPOOF and len(ds) == 10

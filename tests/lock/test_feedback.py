@@ -206,3 +206,21 @@ def test_the_led_challenge_asks_before_it_refuses(make_harness, pipeline, galler
     assert g.state and r.state  # both lit: the challenge
     assert h.run_until(lambda: h.ctl.snap.state is State.DENIED, timeout=20), h.rows()
     assert h.ctl.cue is fb.Cue.BLINK and h.ctl.counters.spoof == 0 and not h.ctl.lockout.failures
+
+
+def test_challenge_true_lights_the_leds_for_the_whole_attempt(make_harness, pipeline, gallery, threshold):
+    """``challenge = true``: the LEDs light ("blink now") as soon as liveness starts judging; a photo does
+    not answer, so the attempt ends as a spoof ("try again")."""
+    from firmware.vision.liveness import LivenessConfig, LivenessPolicy
+
+    pol = LivenessPolicy.from_files(LivenessConfig(required=("same_face",), any_of=(), challenge=True,
+                                                   challenge_window_s=1.0))
+    frames = df.held_photo(df.near("astronaut"), 20, seed=12)
+    lock = LockConfig(unlock_s=0.5, verify_timeout_s=8.0, denied_s=10.0, max_frames_per_attempt=8,
+                      fault_retry_initial_s=0.05, fault_retry_max_s=0.2)
+    h = make_harness(frames, lambda: make_decider(pipeline, gallery, threshold, pol), lock=lock)
+    assert h.run_until(lambda: h.ctl.cue is fb.Cue.BLINK_NOW or h.ctl.snap.state is State.DENIED, timeout=20), \
+        (h.rows(), h.ctl.cue)
+    assert h.ctl.snap.state is State.VERIFYING and h.io.led_pattern == "blink_now"
+    assert h.run_until(lambda: h.ctl.snap.state is State.DENIED, timeout=30), h.rows()
+    assert h.ctl.counters.spoof == 1 and h.ctl.cue is fb.Cue.TRY_AGAIN
