@@ -12,8 +12,9 @@ applies and acks the centre's signed bundles) beside the lock's real runtime, as
 - the retained state topic published by `firmware.daemon.publish_state` after every state-machine move,
   as the daemon's loop does.
 
-A face at the door is decided by `firmware.fleet.door.decide` under the bundle the door runs (the daemon
-hook that runs the fleet agent inside facelockd is not built, README "central management"), refused
+A face at the door is decided by `firmware.fleet.door.decide` under the bundle the door runs (this console
+door keeps the simulated door's agent; the real daemon runs it itself, firmware/fleet/lockhook.py and
+tests/central/test_daemon_fleet.py), refused
 under the lock's lockdown, and reported as the lock's access_granted / access_denied event; it does not
 move the state machine (only the camera's decider does, and it sees an empty scene here).
 """
