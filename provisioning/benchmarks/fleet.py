@@ -5,7 +5,7 @@ Starts mosquitto (mutual TLS, the centre's CA and ACL), PostgreSQL (Debian's, te
 _fleet_doors.py: real MQTT v5 + mTLS clients, `--per-process` per process, onboarded through the real
 registry, bundles checked by the lock's real code).  Then, in order:
 
-  push        a person granted at every door: time until every door acknowledged its first bundle
+  push        a person granted at every door: time until every door acknowledged the bundle that grants them
   ingest      every door publishes `--events` events at `--rate`/s (every `--tamper-every`th a tamper):
               events/s stored (first publish to last row committed), lost = sent - distinct stored,
               duplicated = rows - distinct ids, end-to-end latency (stored_at - created) p50/p99, and alert
@@ -285,10 +285,17 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
         if ready != doors:
             raise click.ClickException(f"only {ready}/{doors} simulated doors connected")
 
-        def all_in_sync(version: int) -> bool:
+        def all_in_sync() -> bool:
+            """Every door acknowledged the version the centre now wants it to run.  (Not "version >= N":
+            the workers mint each door's first, empty bundle when they start, so the grant below is
+            version 2 and the revocation version 3; waiting for 1 and 2 timed the wrong bundles and let the
+            grant's push run on into the ingest phase.)"""
             with centre.db.session() as s:
-                return s.scalar(text("select count(*) from policy_state where acked_version >= :v"),
-                                {"v": version}) == doors
+                return s.scalar(text("select count(*) from policy_state where acked_version >= version")) == doors
+
+        # The workers' own first bundles (no one granted yet) go out as they start: settled before timing.
+        if not _wait(all_in_sync, 300, 0.1):
+            raise click.ClickException("the workers' first bundles were not acknowledged by every door")
 
         # -- push ---------------------------------------------------------------------------------
         rng = np.random.default_rng(1)
@@ -302,8 +309,8 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
         t0 = time.perf_counter()
         centre.policy.refresh()
         build1 = time.perf_counter() - t0
-        if not _wait(lambda: all_in_sync(1), 300, 0.1):
-            raise click.ClickException("the first bundle was not acknowledged by every door")
+        if not _wait(all_in_sync, 300, 0.1):
+            raise click.ClickException("the grant's bundle was not acknowledged by every door")
         push_s = time.perf_counter() - t0
 
         # -- ingest through the centre --------------------------------------------------------------
@@ -355,7 +362,7 @@ def command(as_json: bool, doors: int, per_process: int, workers: int, events: i
         centre.directory.remove_member("all", "bench-person", "bench")
         centre.policy.refresh()
         build2 = time.perf_counter() - t0
-        revoked = _wait(lambda: all_in_sync(2), 300, 0.05)
+        revoked = _wait(all_in_sync, 300, 0.05)
         revocation_s = time.perf_counter() - t0
 
         # -- bare reference -------------------------------------------------------------------------
