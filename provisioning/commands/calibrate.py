@@ -151,7 +151,7 @@ def command(root, listing, pairs_csv, models, margin, reps, manifest, threads, c
         entry["margin"] = margin
         entry["calibration"] = {
             "listing_sha256": fs.sha256, "images_sha256": fs.images_sha256, "images": len(fs), "failures": int((~emb.ok).sum()),
-            "flip_augmentation": True, "alignment": "mesh-5pt",
+            "flip_augmentation": True, "alignment": "mesh-5pt", "still_face": "central (the labelled person)",
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "model_sha256": spec.sha256,
         }
         summary[spec.name] = entry

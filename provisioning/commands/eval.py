@@ -105,6 +105,7 @@ def embed_images(pipe, root: Path, images: list[str], compare=None, progress: bo
                  threads_note: str = "") -> dict[str, ImageResult]:
     """Run the pipeline once per image. ``compare``: a second Embedder run on the same aligned crop."""
     from firmware.vision import VisionError, load_image
+    from provisioning.research.face_set import process_still
 
     out: dict[str, ImageResult] = {}
 
@@ -115,7 +116,7 @@ def embed_images(pipe, root: Path, images: list[str], compare=None, progress: bo
         except VisionError as exc:
             return ImageResult(None, f"unreadable: {type(exc).__name__}", 0.0)
         t0 = time.perf_counter()
-        res = pipe.process(rgb)
+        res = process_still(pipe, rgb)  # the labelled (central) face of the photo
         ms = (time.perf_counter() - t0) * 1e3
         prim = res.primary
         r = ImageResult(res.embedding, res.reason.value, ms, prim.detector if prim else "",

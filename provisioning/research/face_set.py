@@ -32,7 +32,7 @@ NAMED_SETS = ("lfwa_gray", "lfw_color", "dlib_johns")
 ALIASES = {("facerec_examples", "biden"): "joseph_biden"}
 
 #: Cache format version: bump when the pipeline's output for an image could change.
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the labelled (most central) face of a still, not the largest
 
 
 def identity_key(set_name: str, identity: str) -> str:
@@ -152,6 +152,43 @@ def augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def central_face(frame_shape: tuple[int, ...], faces: list) -> int:
+    """Index of the face a still photo's label refers to: of the faces with an aligned crop, the one
+    whose detection box centre is nearest the frame centre (ties: the earlier, i.e. larger, face).
+
+    Why: the labelled sets follow LFW's convention, each photo centred on the person it is labelled
+    with.  The device embeds the largest face, and refuses a frame with a second face of half its width
+    (``multiple_faces``); still photos are scored with that gate off, so in a photo of two people the
+    largest face can be the other person (11 LFW-a images, e.g. Colin_Farrell/3): a comparison of the
+    wrong person, counted as a genuine reject or as an impostor pair of a mislabelled face.
+    """
+    h, w = frame_shape[:2]
+    best, best_d = 0, np.inf
+    for i, f in enumerate(faces):
+        if f.aligned is None:
+            continue
+        b = np.asarray(f.detection.box, dtype=np.float64)
+        d = float(np.hypot((b[0] + b[2]) / 2 - w / 2, (b[1] + b[3]) / 2 - h / 2))
+        if d < best_d:
+            best, best_d = i, d
+    return best
+
+
+def process_still(pipe, rgb: np.ndarray):
+    """``pipe.process`` for a labelled still photo: when the frame passes and holds several faces, the
+    labelled one (:func:`central_face`) is embedded and put first, so ``res.embedding`` and
+    ``res.primary`` are that person's.  Live frames (the device, the clips) keep the largest face."""
+    res = pipe.process(rgb)
+    if res.ok and len(res.faces) > 1:
+        j = central_face(rgb.shape, res.faces)
+        if j:
+            face = res.faces.pop(j)
+            face.embedding = pipe.embed_aligned(face.aligned)
+            res.faces[0].embedding = None
+            res.faces.insert(0, face)
+    return res
+
+
 def _seed(path: str, frame: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{path}#{frame}".encode()).digest()[:8], "big")
 
@@ -185,7 +222,7 @@ def embed_face_set(fs: FaceSet, pipe, extra: dict | None = None, burst: int = 0,
             row = i * frames + f
             img = augment(rgb, np.random.default_rng(_seed(rel, f))) if burst else rgb
             t0 = time.perf_counter()
-            res = pipe.process(img)
+            res = process_still(pipe, img)
             main = out[pipe.embedder.spec.name]
             main.ms[row] = (time.perf_counter() - t0) * 1e3
             main.reasons[row] = res.reason.value
