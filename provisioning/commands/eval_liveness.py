@@ -184,7 +184,7 @@ def replay_report(faces: Path, pipe, limit: int | None) -> dict:
 
 
 def _policy_with(base, fasnet_max_attack: float | None = None, static_shape: float | None = None,
-                 static_cos: float | None = None):
+                 static_cos: float | None = None, blink: dict | None = None):
     """The same policy with calibrated thresholds replaced (the identity-disjoint folds)."""
     from dataclasses import replace
 
@@ -197,6 +197,9 @@ def _policy_with(base, fasnet_max_attack: float | None = None, static_shape: flo
         th = replace(th, static=replace(th.static, max_shape_change=static_shape))
     if static_cos is not None:
         th = replace(th, static=replace(th.static, min_embedding_cosine=static_cos))
+    if blink is not None:
+        th = replace(th, blink=replace(th.blink, min_drop=blink["blink_min_drop"],
+                                       min_drop_appearance=blink["blink_min_drop_appearance"]))
     if static_shape is not None:
         from provisioning.research.liveness_attempts import STATIC_SPAN_S
 
@@ -205,8 +208,64 @@ def _policy_with(base, fasnet_max_attack: float | None = None, static_shape: flo
     return pol
 
 
+def _blink_calibration(sources, records, policy, params, exclusions: Path | None) -> dict:
+    """The blink check's thresholds from real footage, leave-one-identity-out (why: the thresholds the
+    shipped policy relies on were fitted on synthetic sequences).  Positives: the windows of real live
+    videos (and of live frame folders that are consecutive frames); negatives: the windows of real attack
+    videos and attack frame folders; windows = every window of 3..max_frames_per_attempt consecutive face
+    frames at the presented frame rate (what an attempt starting at any frame gives the check); spans in
+    the exclusion manifest cut out.  Per fold: thresholds from the other identities' attack windows
+    (``fit_blink``: 1.25 x the deepest dip still showing a blink), then the held-out identity's attack
+    windows showing a blink (blink false accept) and live windows showing one (blink detection)."""
+    from provisioning.research import liveness_attempts as la
+
+    excl = la.load_exclusions(exclusions)
+    use, left = la.blink_sources(sources, excl)
+    b = policy.thresholds.blink
+    stats = la.blink_stats(use, records, params, policy.config.min_frames, b.min_iod_px, excl)
+    folds: dict = {}
+    tot = {"attack": [0, 0], "live": [0, 0]}
+    for ident in sorted({s.identity for s in sources}):
+        fit = la.fit_blink(use, stats, exclude_identity=ident)
+        row: dict = {"fit": {k: round(v, 5) for k, v in fit.items()}, "attack": [0, 0], "live": [0, 0]}
+        for s in use:
+            if s.identity != ident:
+                continue
+            hit, n = la.blink_rates(stats[s.name], fit["blink_min_drop"], fit["blink_min_drop_appearance"])
+            side = "live" if s.live else "attack"
+            row[side][0] += hit
+            row[side][1] += n
+            tot[side][0] += hit
+            tot[side][1] += n
+        if row["attack"][1] or row["live"][1]:  # identities with no calibration window (stills) are no fold
+            folds[ident] = row
+    full = la.fit_blink(use, stats)
+    per_source = {}
+    for s in use:
+        hit, n = la.blink_rates(stats[s.name], full["blink_min_drop"], full["blink_min_drop_appearance"])
+        st = stats[s.name]
+        per_source[s.name] = {"live": s.live, "identity": s.identity, "windows": n, "blink_windows": hit,
+                              "max_ear_dip_blinking": float(st[0].strength().max()) if st[0].n else 0.0,
+                              "max_appearance_dip_blinking": float(st[1].strength().max()) if st[1].n else 0.0}
+    return {
+        "protocol": "leave-one-identity-out: thresholds fitted on the other identities' attack windows "
+                    f"({la.BLINK_MARGIN} x the deepest relative dip still showing a blink, per signal), measured "
+                    "on the held-out identity's attack and live windows",
+        "windows": f"every run of {max(params.frames_per_attempt, policy.config.min_frames)}.."
+                   f"{params.max_frames_per_attempt} consecutive scored face frames at the presented frame rate "
+                   f"(a gap > face_lost_s {params.face_lost_s} s ends a run); median inter-ocular distance "
+                   f">= {b.min_iod_px:.1f} px (else the check says UNKNOWN)",
+        "left_out": [x for x in left if not x["source"].startswith("stills/")]
+        + [{"source": f"{sum(x['source'].startswith('stills/') for x in left)} still bursts (--stills)",
+            "reason": "a synthetic sequence (one photo + noise)"}], "fit": {k: round(v, 5) for k, v in full.items()},
+        "held_out": {"attack_blink": f"{tot['attack'][0]}/{tot['attack'][1]}",
+                     "live_blink": f"{tot['live'][0]}/{tot['live'][1]}"},
+        "folds": folds, "per_source": per_source}
+
+
 def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path | None, fps: float | None,
-                 do_calibrate: bool, write_thresholds: bool, no_cache: bool) -> dict:
+                 do_calibrate: bool, write_thresholds: bool, no_cache: bool,
+                 exclusions: Path | None = None) -> dict:
     """The shipped policy over attempts built as the daemon builds them (see the module docstring)."""
     from firmware.config import Config, load_config
     from firmware.site import open_site
@@ -252,10 +311,13 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
         folds = {}
         per = []
         stats = la.window_stats(sources, records, window, k)
+        blink = _blink_calibration(sources, records, policy, params, exclusions)
         for ident in sorted({s.identity for s in sources}):
             th = la.calibrate(sources, stats, exclude_identity=ident)
             pol = _policy_with(policy, th["fasnet_max_attack"], th["static_max_shape_change"],
-                               th["static_min_embedding_cosine"])
+                               th["static_min_embedding_cosine"],
+                               # an identity with no blink window (a still) leaves the fit unchanged
+                               blink["folds"].get(ident, {}).get("fit", blink["fit"]))
             held = [s for s in sources if s.identity == ident]
             r = la.evaluate(held, records, pol, params)
             per.extend(r["sources"])
@@ -264,13 +326,17 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
         report["identity_disjoint"] = {
             "rule": "each identity decided with thresholds fitted on the other identities only",
             "summary": la.summarise(per), "sources": per, "folds": folds, "all_identities_fit": full}
+        report["blink_calibration"] = blink
         if write_thresholds:
-            _write_thresholds(policy, full, report["identity_disjoint"]["summary"])
+            _write_thresholds(policy, full, report["identity_disjoint"]["summary"], blink)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(report, indent=2, default=float) + "\n")
     _echo(report["summary"], "shipped thresholds")
     if do_calibrate:
         _echo(report["identity_disjoint"]["summary"], "identity-disjoint calibration")
+        b = report["blink_calibration"]
+        click.echo(f"[blink, leave-one-identity-out] attack windows showing a blink {b['held_out']['attack_blink']}, "
+                   f"live windows showing one {b['held_out']['live_blink']}; shipped fit {b['fit']}")
     for s in report["sources"]:
         outs = [a["outcome"] for a in s["attempts"]]
         click.echo(f"  {s['name']}: {s['attack_type']}, attempts {len(outs)} "
@@ -291,7 +357,7 @@ def _echo(summary: dict, label: str) -> None:
                f"{ttl['median']} s p95 {ttl['p95']} s; never live: {summary['live_sources_never_live']}")
 
 
-def _write_thresholds(policy, fit: dict, summary: dict) -> None:
+def _write_thresholds(policy, fit: dict, summary: dict, blink: dict) -> None:
     """Ship the all-identity fit (sha256 re-pinned in models/liveness/manifest.json)."""
     from dataclasses import replace
 
@@ -305,8 +371,13 @@ def _write_thresholds(policy, fit: dict, summary: dict) -> None:
     th = replace(th, fasnet=replace(th.fasnet, max_attack=round(fit["fasnet_max_attack"], 4)),
                  static=replace(th.static, max_shape_change=round(fit["static_max_shape_change"], 5),
                                 min_embedding_cosine=round(fit["static_min_embedding_cosine"], 4),
-                                min_span_s=STATIC_SPAN_S))
+                                min_span_s=STATIC_SPAN_S),
+                 blink=replace(th.blink, min_drop=blink["fit"]["blink_min_drop"],
+                               min_drop_appearance=blink["fit"]["blink_min_drop_appearance"]))
     cal = dict(old.get("calibration", {}))
+    cal["blink_real_footage"] = {k: blink[k] for k in ("protocol", "windows", "left_out", "fit", "held_out", "folds")}
+    cal["blink_real_footage"]["by"] = "facelock eval-liveness --calibrate --write-thresholds (blink_min_drop, " \
+        "blink_min_drop_appearance; the synthetic-sequence figures above are no longer what they come from)"
     cal["product_attempts"] = {"fit": fit, "identity_disjoint_summary": {
         k: summary[k] for k in ("bpcer", "apcer", "time_to_live_s", "live_attempts")},
         "by": "facelock eval-liveness --calibrate --write-thresholds"}
@@ -347,6 +418,9 @@ def _repin(d: Path, name: str, blob: bytes) -> None:
 @click.option("--write-thresholds", is_flag=True,
               help="with --calibrate: write the all-identity fit to models/liveness/thresholds.json")
 @click.option("--no-cache", is_flag=True, help="recompute every frame (default: cached numbers, no pixels)")
+@click.option("--exclusions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="--calibrate: spans left out of the blink calibration (default: "
+                   "models/liveness/calibration_exclusions.csv)")
 @click.option("--faces", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="--train: folder with pairs.csv for the replay run (default: ROOT/../.. when it has one)")
 @click.option("--replay-limit", type=click.IntRange(min=1), default=None, help="--train: replay only N images")
@@ -354,13 +428,13 @@ def _repin(d: Path, name: str, blob: bytes) -> None:
 @click.option("--l2", type=float, default=None, help="--train: PAD regularisation (default: the shipped model's)")
 @click.option("--target-bpcer", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.10)
 def command(root: Path, json_out: Path, train: bool, stills: Path | None, config: Path | None, fps: float | None,
-            do_calibrate: bool, write_thresholds: bool, no_cache: bool, faces: Path | None,
+            do_calibrate: bool, write_thresholds: bool, no_cache: bool, exclusions: Path | None, faces: Path | None,
             replay_limit: int | None, no_replay: bool, l2: float | None, target_bpcer: float) -> None:
     """The product's liveness decision on real footage (default), or the texture-model diagnostic (--train)."""
     if train:
         train_mode(root, json_out, faces, replay_limit, no_replay, l2, target_bpcer)
         return
-    product_mode(root, json_out, stills, config, fps, do_calibrate, write_thresholds, no_cache)
+    product_mode(root, json_out, stills, config, fps, do_calibrate, write_thresholds, no_cache, exclusions)
 
 
 def train_mode(root: Path, json_out: Path, faces: Path | None, replay_limit: int | None, no_replay: bool,

@@ -496,3 +496,203 @@ def calibrate(sources: Sequence[Source], stats: dict[str, dict[str, list[float]]
             "attack_window_p01": float(np.quantile(att_w, 0.01)) if att_w else float("nan"),
             "still_shape_max": float(np.max(still_shape)) if still_shape else float("nan"),
             "live_shape_p01": float(np.quantile(live_shape, 0.01)) if live_shape else float("nan")}
+
+
+# ------------------------------------------------------------------ blink thresholds from real footage
+#: the file listing spans of source files that are not evidence of what their folder says (the exclusions
+#: of the blink calibration), kept with the thresholds they shaped
+EXCLUSIONS_FILE = Path(__file__).resolve().parents[2] / "models" / "liveness" / "calibration_exclusions.csv"
+#: the conservative blink fit: this factor beyond the deepest dip at which any calibration attack window
+#: still shows a blink (the same margin calibrate_liveness.py used on synthetic sequences)
+BLINK_MARGIN = 1.25
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A span of one source (by name, as ``discover`` names it) left out of the blink calibration."""
+
+    source: str
+    t_start_s: float
+    t_end_s: float
+    reason: str
+
+
+def load_exclusions(path: Path | None = None) -> list[Exclusion]:
+    """The exclusion manifest (CSV: ``source,t_start_s,t_end_s,reason``); a missing file is an error, not
+    "nothing excluded" (a silently dropped manifest would put the real person's blinks into the attacks)."""
+    p = Path(path) if path is not None else EXCLUSIONS_FILE
+    with p.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("source") and not r["source"].startswith("#")]
+    try:
+        return [Exclusion(r["source"], float(r["t_start_s"]), float(r["t_end_s"]), r["reason"]) for r in rows]
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{p}: malformed exclusion row: {exc!r}") from exc
+
+
+def frames_are_a_sequence(frames: Sequence[Path]) -> bool:
+    """Whether a frame folder is consecutive camera frames: one capture prefix and frame numbers stepping
+    by one (``<prefix>_<n>.jpg``).  The nuaa folders are not (``0003_01_00_01_0``, ``_15``, ``_215``: frames
+    seconds to minutes apart, some from other sessions), so a "blink" between two of them is an artefact."""
+    keys = [re.match(r"^(.*)_(\d+)$", p.stem) for p in frames]
+    if len(frames) < 3 or not all(keys):
+        return False
+    if len({k.group(1) for k in keys if k}) != 1:
+        return False
+    idx = sorted(int(k.group(2)) for k in keys if k)
+    return all(b - a == 1 for a, b in zip(idx, idx[1:], strict=False))
+
+
+def _runs(recs: Sequence[FrameRecord], gap_s: float, drop: Callable[[float], bool]) -> list[list[Any]]:
+    """Runs of scored face frames as one attempt would hold them: a gap longer than ``gap_s`` (the lock's
+    ``face_lost_s``) or an excluded frame ends a run."""
+    runs: list[list[Any]] = []
+    cur: list[Any] = []
+    last = None
+    for r in recs:
+        if not r.face:
+            continue
+        if r.payload is None or drop(r.t) or (last is not None and r.t - last > gap_s):
+            if cur:
+                runs.append(cur)
+            cur = []
+        if r.payload is not None and not drop(r.t):
+            cur.append(r.payload)
+        last = r.t
+    if cur:
+        runs.append(cur)
+    return runs
+
+
+@dataclass
+class BlinkWindows:
+    """Every window of one signal (EAR or eye appearance) an attempt over a source could present to the
+    blink check, reduced to what decides it: per window and frame ``x`` = the frame's dip below the window's
+    open level (1 - e/open) and ``y`` = how far the lower of the highest frames before and after it falls
+    short of the open level (1 - min(max before, max after)/open).  ``find_blinks`` with ``min_drop`` t
+    sees a blink iff some frame has x >= t and y <= min(reopen_tol, t/2) (closed, open on both sides)."""
+
+    x: list[np.ndarray] = field(default_factory=list)  # one (n_windows, L) array per window length
+    y: list[np.ndarray] = field(default_factory=list)
+
+    def blinks(self, t: float, reopen_tol: float = 0.15) -> np.ndarray:
+        """Per window: does ``find_blinks`` see a blink at relative min_drop ``t``?"""
+        if t >= 1.0:
+            return np.zeros(self.n, bool)
+        r = min(reopen_tol, t / 2)
+        out = [((x >= t) & (y <= r)).any(axis=1) for x, y in zip(self.x, self.y, strict=True)]
+        return np.concatenate(out) if out else np.zeros(0, bool)
+
+    def strength(self, reopen_tol: float = 0.15) -> np.ndarray:
+        """Per window: the largest min_drop at which it still shows a blink (0: none at any)."""
+        out = []
+        for x, y in zip(self.x, self.y, strict=True):
+            ok = (y <= reopen_tol) & (2 * y <= x)
+            out.append(np.where(ok, x, 0.0).max(axis=1))
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @property
+    def n(self) -> int:
+        return int(sum(len(x) for x in self.x))
+
+
+def _signal_windows(runs: Sequence[np.ndarray], iods: Sequence[np.ndarray], lo: int, hi: int, min_iod: float,
+                    open_quantile: float = 0.9) -> BlinkWindows:
+    """``BlinkWindows`` of every window of ``lo``..``hi`` consecutive frames of each run (an attempt may start
+    at any frame of a run and grows to ``hi`` frames); windows whose median inter-ocular distance is below
+    ``min_iod`` (the check says UNKNOWN) or whose signal is not finite (no blink) show none."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    bw = BlinkWindows()
+    for e, iod in zip(runs, iods, strict=True):
+        for length in range(lo, min(hi, len(e)) + 1):
+            w = sliding_window_view(e, length).astype(np.float64)
+            big = np.median(sliding_window_view(iod, length), axis=1) >= min_iod
+            w = w[big]
+            if not len(w):
+                continue
+            fin = np.isfinite(w).all(axis=1)
+            w = np.where(np.isfinite(w), w, 0.0)
+            o = np.quantile(w, open_quantile, axis=1)
+            bad = ~fin | (o <= 0)
+            o = np.where(bad, 1.0, o)[:, None]
+            edge = np.full((len(w), 1), -np.inf)
+            before = np.maximum.accumulate(np.concatenate([edge, w[:, :-1]], 1), axis=1)
+            after = np.concatenate([np.maximum.accumulate(w[:, ::-1], axis=1)[:, ::-1][:, 1:], edge], 1)
+            x = 1 - w / o
+            x[bad] = -np.inf  # no finite signal or no open level: find_blinks returns none
+            bw.x.append(x)
+            bw.y.append(1 - np.minimum(before, after) / o)
+    return bw
+
+
+def blink_windows(recs: Sequence[FrameRecord], params: AttemptParams, min_frames: int, min_iod_px: float,
+                  drop: Callable[[float], bool] = lambda t: False) -> tuple[BlinkWindows, BlinkWindows]:
+    """(EAR windows, appearance windows) of one source: every window of ``max(frames_per_attempt,
+    min_frames)`` to ``max_frames_per_attempt`` consecutive scored face frames (the daemon's attempt window
+    ``observations[-max_frames_per_attempt:]`` at the presented frame rate, for an attempt starting at any
+    frame), frames ``drop`` rejects (excluded spans) cut out."""
+    from firmware.vision.liveness.blink import eye_aspect_ratio
+    from firmware.vision.liveness.geometry import inter_ocular
+
+    runs = _runs(recs, params.face_lost_s, drop)
+    ear = [np.array([eye_aspect_ratio(f.landmarks) for f in r]) for r in runs]
+    app = [np.array([np.nan if f.openness is None else f.openness for f in r], dtype=np.float64) for r in runs]
+    iod = [np.array([inter_ocular(f.landmarks) for f in r]) for r in runs]
+    lo, hi = max(params.frames_per_attempt, min_frames), params.max_frames_per_attempt
+    return (_signal_windows(ear, iod, lo, hi, min_iod_px), _signal_windows(app, iod, lo, hi, min_iod_px))
+
+
+def blink_sources(sources: Sequence[Source], exclusions: Sequence[Exclusion]
+                  ) -> tuple[list[Source], list[dict[str, str]]]:
+    """The sources the blink calibration uses, and every source or span it leaves out with the reason:
+    live = real videos (and frame folders that are real consecutive sequences); attack = real attack videos
+    and attack frame folders; still bursts are synthetic (one photo plus noise) and never calibrate."""
+    use, left = [], []
+    for s in sources:
+        if s.kind == "burst":
+            left.append({"source": s.name, "reason": "still burst: a synthetic sequence (one photo + noise)"})
+        elif s.kind == "frames" and s.live and not frames_are_a_sequence(s.frames):
+            left.append({"source": s.name, "reason": "live frame folder whose frames are not consecutive "
+                         "(taken apart in time): a dip between them is not a blink"})
+        else:
+            use.append(s)
+    names = {s.name for s in sources}
+    for x in exclusions:
+        if x.source not in names:
+            raise ValueError(f"exclusion manifest names {x.source!r}, which is not among the sources")
+        left.append({"source": x.source, "span_s": f"{x.t_start_s}-{x.t_end_s}", "reason": x.reason})
+    return use, left
+
+
+def blink_stats(sources: Sequence[Source], records: dict[str, list[FrameRecord]], params: AttemptParams,
+                min_frames: int, min_iod_px: float, exclusions: Sequence[Exclusion]
+                ) -> dict[str, tuple[BlinkWindows, BlinkWindows]]:
+    """Per calibration source, its (EAR, appearance) windows, excluded spans cut out."""
+    out = {}
+    for s in sources:
+        spans = [(x.t_start_s, x.t_end_s) for x in exclusions if x.source == s.name]
+        out[s.name] = blink_windows(records[s.name], params, min_frames, min_iod_px,
+                                    lambda t, sp=spans: any(a <= t < b for a, b in sp))
+    return out
+
+
+def fit_blink(sources: Sequence[Source], stats: dict[str, tuple[BlinkWindows, BlinkWindows]],
+              exclude_identity: str | None = None, margin: float = BLINK_MARGIN) -> dict[str, float]:
+    """Conservative blink thresholds from the attack windows of every identity but ``exclude_identity``:
+    ``margin`` x the largest relative dip at which any of them still shows a blink, per signal (so no
+    calibration attack window shows one), capped below 1 (1.0 = the signal can never fire)."""
+    att = [stats[s.name] for s in sources if not s.live and s.identity != exclude_identity and s.name in stats]
+    out = {}
+    for k, key in ((0, "blink_min_drop"), (1, "blink_min_drop_appearance")):
+        st = np.concatenate([a[k].strength() for a in att]) if att else np.zeros(0)
+        worst = float(st.max()) if len(st) else 0.0
+        out[key] = float(min(worst * margin, 0.99)) if worst > 0 else 0.99
+        out[key.replace("blink_min", "attack_max")] = worst
+    out["n_attack_windows"] = float(sum(a[0].n for a in att))
+    return out
+
+
+def blink_rates(stats: tuple[BlinkWindows, BlinkWindows], t_ear: float, t_app: float) -> tuple[int, int]:
+    """(windows showing a blink with either signal, windows) of one source at these thresholds."""
+    hit = stats[0].blinks(t_ear) | stats[1].blinks(t_app)  # the same windows, in the same order
+    return int(hit.sum()), int(len(hit))
