@@ -13,7 +13,7 @@ import pytest
 from central import broker as central_broker
 from central.app import Centre
 from central.broker import central_files
-from central.distributor import BrokerSettings
+from central.distributor import BrokerSettings, Distributor
 from central.pgserver import LocalPostgres, PostgresError
 from provisioning.mosquitto import LocalBroker
 
@@ -70,3 +70,13 @@ def fleet_broker(centre: Centre, tmp_path: Path) -> Iterator[LocalBroker]:
 def central_settings(broker: LocalBroker) -> BrokerSettings:
     f = central_files(broker)
     return BrokerSettings(broker.host, broker.port, str(broker.pki.ca), str(f.cert), str(f.key))
+
+@pytest.fixture
+def distributor(centre: Centre, fleet_broker: LocalBroker) -> Iterator[Distributor]:
+    d = Distributor(centre.db, central_settings(fleet_broker), retry_s=0.5)
+    d.start()
+    assert d.wait_connected(10)
+    try:
+        yield d
+    finally:
+        d.stop()

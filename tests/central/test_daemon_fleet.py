@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,12 @@ import pytest
 
 from central.app import Centre
 from central.broker import CENTRAL_USER
-from central.distributor import Distributor
 from central.policy import sign_bundle
 from firmware import fsutil
 from firmware.audit import AuditLog
 from firmware.hw.camera.replay import write_replay_folder
 from provisioning import demofaces as df
 from provisioning.mosquitto import LocalBroker
-from tests.central.conftest import central_settings
 from tests.support.cli import facelock
 from tests.support.daemon import daemon_env, start, status, wait_status, write_config
 from tests.support.mqtt_broker import Sniffer, wait_until
@@ -42,16 +39,6 @@ DEVICE = "kill-test"  # the device id tests.support.daemon.write_config uses
 OP = "op-fleet"
 UP = ("IDLE", "VERIFYING", "DENIED", "LOCKOUT")  # up and deciding (the face is in view from the start)
 
-
-@pytest.fixture
-def distributor(centre: Centre, fleet_broker: LocalBroker) -> Iterator[Distributor]:
-    d = Distributor(centre.db, central_settings(fleet_broker), retry_s=0.5)
-    d.start()
-    assert d.wait_connected(10)
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 def _onboard(centre: Centre, tmp_path: Path, broker: LocalBroker) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,12 @@ import pytest
 
 from central.app import Centre
 from central.broker import CENTRAL_USER
-from central.distributor import Distributor
 from central.simdoor import SimDoor
 from firmware.fleet.bundle import verify_bundle
 from firmware.fleet.door import decide
 from firmware.fleet.errors import BundleRejected, SealError
 from firmware.fleet.sealing import open_template
 from provisioning.mosquitto import LocalBroker
-from tests.central.conftest import central_settings
 from tests.support.mqtt_broker import Sniffer, wait_until
 
 OP = "op-alice"
@@ -36,16 +33,6 @@ def _face(seed: int) -> np.ndarray:
     v = np.random.default_rng(seed).standard_normal(192).astype(np.float32)
     return v / np.linalg.norm(v)
 
-
-@pytest.fixture
-def distributor(centre: Centre, fleet_broker: LocalBroker) -> Iterator[Distributor]:
-    d = Distributor(centre.db, central_settings(fleet_broker), retry_s=0.5)
-    d.start()
-    assert d.wait_connected(10)
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 def _doors(centre: Centre, broker: LocalBroker, tmp_path: Path, *ids: str, start: bool = True) -> list[SimDoor]:
