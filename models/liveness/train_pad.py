@@ -26,16 +26,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from provisioning.research.liveness_eval import (  # noqa: E402
-    apcer_bpcer,
-    cached_sequence,
-    cross_subject_scores,
-    spoof_samples,
-    threshold_at_bpcer,
-)
-from provisioning.research.pad_training import fit_pad_model  # noqa: E402
+from provisioning.research.liveness_eval import cached_sequence, spoof_samples  # noqa: E402
+from provisioning.research.pad_training import fit_pad_model, select_l2  # noqa: E402
 
-L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 MODEL_FILE = "pad_lbp_fft.json"
 
 
@@ -72,15 +65,10 @@ def main() -> None:
     x, y, subjects, dropped = load_features(args.root)
     if len(set(subjects)) < 3 or y.min() == y.max():
         sys.exit("need live and spoof images of at least 3 subjects")
-    results = {}
-    for l2 in L2_GRID:
-        sc = cross_subject_scores(x, y, subjects, l2)
-        thr = threshold_at_bpcer(sc[y == 0], args.target_bpcer)
-        apcer, bpcer = apcer_bpcer(sc[y == 1], sc[y == 0], thr)
-        results[l2] = (apcer, bpcer, thr, sc)
+    best, results = select_l2(x, y, subjects, args.target_bpcer)
+    for l2, (apcer, bpcer, thr) in results.items():
         print(f"l2={l2:<5} cross-subject APCER {apcer:.3f} at BPCER {bpcer:.3f} (threshold {thr:.3f})")
-    best = min(L2_GRID, key=lambda k: (results[k][0], -k))  # ties: the stronger regularisation
-    apcer, bpcer, thr, _ = results[best]
+    apcer, bpcer, thr = results[best]
     model = fit_pad_model(x, y, l2=best, threshold=thr, meta={
         "trained_on": "nuaa_like (all subjects)", "n_live": int((y == 0).sum()), "n_attack": int((y == 1).sum()),
         "subjects": len(set(subjects)), "images_without_face": dropped, "l2": best,

@@ -263,9 +263,54 @@ def _blink_calibration(sources, records, policy, params, exclusions: Path | None
         "folds": folds, "per_source": per_source}
 
 
+def _fusion_report(sources, records, policy, params, blink: dict) -> dict:
+    """``--fusion``: the learned model fused with the texture model, leave-one-identity-out (texture model
+    re-trained without the judged identity, fusion weight and threshold fitted on the others, the fold's
+    static-replay and blink thresholds as ``--calibrate`` fits them); per method the product's figures
+    (``provisioning.research.liveness_fusion``).  A measurement: nothing shipped changes."""
+    from provisioning.research import liveness_attempts as la
+    from provisioning.research import liveness_fusion as lf
+
+    stats = la.window_stats(sources, records, params.max_frames_per_attempt, policy.thresholds.fasnet.frames)
+    static = {i: la.calibrate(sources, stats, exclude_identity=i) for i in sorted({s.identity for s in sources})}
+
+    def decide(ident: str, held, recs, threshold: float) -> list:
+        th = static[ident]
+        pol = _policy_with(policy, threshold, th["static_max_shape_change"], th["static_min_embedding_cosine"],
+                           blink["folds"].get(ident, {}).get("fit", blink["fit"]))
+        return la.evaluate(held, recs, pol, params)["sources"]
+
+    res = lf.fusion_folds(sources, records, policy.thresholds.fasnet.frames, decide, sweep=lf.SWEEP_W)
+    out: dict = {"protocol": lf.__doc__.split("Protocol", 1)[1].split("Pure:", 1)[0].strip(),
+                 "texture_models_l2": res["texture_models"],
+                 "frames_without_texture_score": res["frames_without_texture_score"]}
+    for m in ("fasnet", *lf.METHODS):
+        out[m] = {"summary": la.summarise(res[m]["sources"]), "folds": res[m]["folds"],
+                  "all_identities_fit": res[m]["all_identities_fit"], "sources": res[m]["sources"]}
+    out["sum_fixed_w"] = {
+        "what": "hindsight bound, not a protocol: each weight fixed for every fold, only the threshold fitted "
+                "on the other identities",
+        **{f"{w:g}": {"summary": la.summarise(res[f"sum@{w:g}"]["sources"]), "changed": _changed(
+            res["fasnet"]["sources"], res[f"sum@{w:g}"]["sources"])} for w in lf.SWEEP_W}}
+    for m in lf.METHODS:
+        out[m]["changed"] = _changed(res["fasnet"]["sources"], res[m]["sources"])
+    return out
+
+
+def _changed(before: list, after: list) -> list[str]:
+    """The attempts whose outcome differs from the learned model alone's (``source #k: before -> after``)."""
+    old = {s["name"]: [a["outcome"] for a in s["attempts"]] for s in before}
+    out = []
+    for s in after:
+        new = [a["outcome"] for a in s["attempts"]]
+        if new != old.get(s["name"]):
+            out.append(f"{s['name']}: {' '.join(old.get(s['name'], []))} -> {' '.join(new)}")
+    return out
+
+
 def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path | None, fps: float | None,
                  do_calibrate: bool, write_thresholds: bool, no_cache: bool,
-                 exclusions: Path | None = None) -> dict:
+                 exclusions: Path | None = None, fusion: bool = False) -> dict:
     """The shipped policy over attempts built as the daemon builds them (see the module docstring)."""
     from firmware.config import Config, load_config
     from firmware.site import open_site
@@ -293,7 +338,7 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
     t0 = time.time()
     for src in sources:
         records[src.name] = la.analyze_source(src, observer, scorer, fps if src.kind == "video" else None,
-                                              models_id, use_cache=not no_cache)
+                                              models_id, use_cache=not no_cache, need_pad_features=fusion)
     report: dict = {
         "standard": "ISO/IEC 30107-3: BPCER over live attempts, APCER per attack type (attempt level)",
         "decision": "the shipped LivenessPolicy and models over attempts built as the daemon builds them",
@@ -327,6 +372,8 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
             "rule": "each identity decided with thresholds fitted on the other identities only",
             "summary": la.summarise(per), "sources": per, "folds": folds, "all_identities_fit": full}
         report["blink_calibration"] = blink
+        if fusion:
+            report["fusion"] = _fusion_report(sources, records, policy, params, blink)
         if write_thresholds:
             _write_thresholds(policy, full, report["identity_disjoint"]["summary"], blink)
     json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -337,6 +384,15 @@ def product_mode(root: Path, json_out: Path, stills: Path | None, config: Path |
         b = report["blink_calibration"]
         click.echo(f"[blink, leave-one-identity-out] attack windows showing a blink {b['held_out']['attack_blink']}, "
                    f"live windows showing one {b['held_out']['live_blink']}; shipped fit {b['fit']}")
+    if "fusion" in report:
+        for m, r in report["fusion"].items():
+            if isinstance(r, dict) and "summary" in r:
+                _echo(r["summary"], f"fusion {m}, identity-disjoint, all-identity fit {r['all_identities_fit']}")
+                for c in r.get("changed", []):
+                    click.echo(f"    changed: {c}")
+        for w, r in report["fusion"]["sum_fixed_w"].items():
+            if isinstance(r, dict):
+                _echo(r["summary"], f"fusion sum, w fixed at {w} (hindsight)")
     for s in report["sources"]:
         outs = [a["outcome"] for a in s["attempts"]]
         click.echo(f"  {s['name']}: {s['attack_type']}, attempts {len(outs)} "
@@ -421,6 +477,10 @@ def _repin(d: Path, name: str, blob: bytes) -> None:
 @click.option("--exclusions", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="--calibrate: spans left out of the blink calibration (default: "
                    "models/liveness/calibration_exclusions.csv)")
+@click.option("--fusion", is_flag=True,
+              help="with --calibrate: also measure the learned model fused with the texture model (weighted sum, "
+                   "logistic), leave-one-identity-out with the texture model re-trained per fold; a measurement, "
+                   "nothing shipped changes")
 @click.option("--faces", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="--train: folder with pairs.csv for the replay run (default: ROOT/../.. when it has one)")
 @click.option("--replay-limit", type=click.IntRange(min=1), default=None, help="--train: replay only N images")
@@ -428,13 +488,16 @@ def _repin(d: Path, name: str, blob: bytes) -> None:
 @click.option("--l2", type=float, default=None, help="--train: PAD regularisation (default: the shipped model's)")
 @click.option("--target-bpcer", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=0.10)
 def command(root: Path, json_out: Path, train: bool, stills: Path | None, config: Path | None, fps: float | None,
-            do_calibrate: bool, write_thresholds: bool, no_cache: bool, exclusions: Path | None, faces: Path | None,
+            do_calibrate: bool, write_thresholds: bool, no_cache: bool, exclusions: Path | None, fusion: bool,
+            faces: Path | None,
             replay_limit: int | None, no_replay: bool, l2: float | None, target_bpcer: float) -> None:
     """The product's liveness decision on real footage (default), or the texture-model diagnostic (--train)."""
     if train:
         train_mode(root, json_out, faces, replay_limit, no_replay, l2, target_bpcer)
         return
-    product_mode(root, json_out, stills, config, fps, do_calibrate, write_thresholds, no_cache, exclusions)
+    if fusion and not do_calibrate:
+        raise click.UsageError("--fusion needs --calibrate (it is an identity-disjoint measurement)")
+    product_mode(root, json_out, stills, config, fps, do_calibrate, write_thresholds, no_cache, exclusions, fusion)
 
 
 def train_mode(root: Path, json_out: Path, faces: Path | None, replay_limit: int | None, no_replay: bool,

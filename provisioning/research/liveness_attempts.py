@@ -172,6 +172,9 @@ class FrameRecord:
     reason: str
     payload: Any = None  # firmware.vision.liveness.LivenessFrame (scored: no pixels) or None
     embedding: np.ndarray | None = None  # the match embedding (usable frames)
+    #: the texture PAD model's input features of the frame's aligned crop (``pad_features``), so the texture
+    #: model can be re-trained and re-scored per fold without re-running the face pipeline; None if no crop
+    pad_features: np.ndarray | None = None
 
 
 def cache_dir() -> Path:
@@ -193,9 +196,13 @@ def _save(path: Path, recs: list[FrameRecord]) -> None:
     le = np.zeros((n, dim), np.float32)
     me = np.zeros((n, dim), np.float32)
     sc = np.full((n, 3), np.nan, np.float64)  # pad_score, fas_score, openness
+    pf_dim = next((r.pad_features.shape[0] for r in recs if r.pad_features is not None), 1)
+    pf = np.full((n, pf_dim), np.nan, np.float32)
     for i, (r, p) in enumerate(zip(recs, lf, strict=True)):
         if r.embedding is not None:
             me[i] = r.embedding
+        if r.pad_features is not None:
+            pf[i] = r.pad_features
         if p is None:
             continue
         lm[i, :, :p.landmarks.shape[1]] = p.landmarks
@@ -206,7 +213,7 @@ def _save(path: Path, recs: list[FrameRecord]) -> None:
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, t=np.array([r.t for r in recs]), face=np.array([r.face for r in recs], bool),
                         usable=np.array([r.usable for r in recs], bool), reason=np.array([r.reason for r in recs]),
-                        has=has, lm=lm, le=le, me=me, sc=sc)
+                        has=has, lm=lm, le=le, me=me, sc=sc, pf=pf)
     os.replace(tmp, path)
 
 
@@ -216,6 +223,7 @@ def _load(path: Path) -> list[FrameRecord]:
     with np.load(path) as z:
         t, face, usable, reason, has, lm, le, me, sc = (z[k] for k in
                                                          ("t", "face", "usable", "reason", "has", "lm", "le", "me", "sc"))
+        pf = z["pf"] if "pf" in z.files else None  # caches written before the texture features were kept
     out = []
     for i in range(len(t)):
         p = None
@@ -224,29 +232,43 @@ def _load(path: Path) -> list[FrameRecord]:
             p = LivenessFrame(landmarks=lm[i], embedding=le[i] if np.any(le[i]) else None, pad_score=pad,
                               fas_score=fas, openness=opn if sc[i, 2] == sc[i, 2] else float("nan"),
                               t=float(t[i]))
+        feats = pf[i].astype(np.float64) if pf is not None and has[i] and np.isfinite(pf[i]).all() else None
         out.append(FrameRecord(float(t[i]), bool(face[i]), bool(usable[i]), str(reason[i]), p,
-                               me[i] if usable[i] else None))
+                               me[i] if usable[i] else None, feats))
     return out
 
 
+def has_pad_features(recs: Sequence[FrameRecord]) -> bool:
+    """Whether every scored frame of a source carries its texture features (caches from before they were
+    kept do not: ``analyze_source(..., need_pad_features=True)`` recomputes those)."""
+    return all(r.pad_features is not None for r in recs if r.payload is not None and r.payload.pad_score is not None)
+
+
 def analyze_source(src: Source, decider: Any, policy: Any, fps: float | None = None,
-                   models_id: str = "", use_cache: bool = True) -> list[FrameRecord]:
+                   models_id: str = "", use_cache: bool = True, need_pad_features: bool = False
+                   ) -> list[FrameRecord]:
     """Per-frame records of a source through the lock's own per-frame analysis (``AttemptDecider.observe``)
-    and the policy's per-frame scoring (``LivenessPolicy.scored``), from the cache when present."""
+    and the policy's per-frame scoring (``LivenessPolicy.scored``), from the cache when present (unless
+    ``need_pad_features`` and the cached records predate the texture features)."""
     from firmware.hw.camera.base import Frame
+    from firmware.vision.liveness.pad_features import pad_features
 
     path = cache_dir() / (_key(src, fps, models_id) + ".npz")
     if use_cache and path.is_file():
         try:
-            return _load(path)
+            recs = _load(path)
+            if not need_pad_features or has_pad_features(recs):
+                return recs
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)
     recs = []
     for k, (t, rgb) in enumerate(iter_frames(src, fps)):
         obs = decider.observe(Frame(rgb, k, t))
-        payload = policy.scored(obs.liveness, every_score=True) if obs.liveness is not None else None
+        lf = obs.liveness
+        feats = pad_features(lf.face) if lf is not None and lf.face is not None else None
+        payload = policy.scored(lf, every_score=True) if lf is not None else None
         recs.append(FrameRecord(t, obs.face, obs.usable, obs.reason, payload,
-                                obs.embedding if obs.usable else None))
+                                obs.embedding if obs.usable else None, feats))
     if use_cache:
         _save(path, recs)
     return recs

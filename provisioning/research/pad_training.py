@@ -47,3 +47,25 @@ def fit_pad_model(features: np.ndarray, is_attack: np.ndarray, l2: float = 1.0, 
     std = x.std(0) + 1e-6
     w, b = fit_logistic((x - mean) / std, y, l2=l2)
     return PadModel(mean, std, w, b, float(threshold), dict(meta or {}))
+
+
+#: the L2 strengths ``select_l2`` chooses from (models/liveness/train_pad.py's grid)
+L2_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def select_l2(x: np.ndarray, y: np.ndarray, subjects: list[str], target_bpcer: float = 0.10,
+              grid: tuple[float, ...] = L2_GRID) -> tuple[float, dict[float, tuple[float, float, float]]]:
+    """The texture model's selection rule, cross-subject only: per L2, the leave-one-subject-out scores, their
+    threshold at ``target_bpcer`` and the APCER there; the best L2 is the lowest APCER (ties: the stronger
+    regularisation).  Returns (best L2, {l2: (apcer, bpcer, threshold)}).  One rule for the shipped model
+    (train_pad.py) and every re-trained fold (liveness_fusion)."""
+    from provisioning.research.liveness_eval import apcer_bpcer, cross_subject_scores, threshold_at_bpcer
+
+    results: dict[float, tuple[float, float, float]] = {}
+    for l2 in grid:
+        sc = cross_subject_scores(x, y, subjects, l2)
+        thr = threshold_at_bpcer(sc[y == 0], target_bpcer)
+        apcer, bpcer = apcer_bpcer(sc[y == 1], sc[y == 0], thr)
+        results[l2] = (float(apcer), float(bpcer), float(thr))
+    best = min(grid, key=lambda k: (results[k][0], -k))
+    return best, results
