@@ -49,7 +49,8 @@ class LockConfig:
     held_open_alert_s: float = 30.0
     enroll_timeout_s: float = 60.0
     frames_per_attempt: int = 3  # frames of one face gathered before deciding (liveness needs several)
-    max_frames_per_attempt: int = 30  # liveness gets this many face frames (1-2 s at 30-15 fps; verify_timeout_s bounds it)
+    max_frames_per_attempt: int = 30  # liveness gets this many face frames (1-2 s at 30-15 fps;
+    # verify_timeout_s bounds it); more while a frozen face may still blink ([liveness] blink_wait_s)
     face_lost_s: float = 0.5  # no face this long during an attempt: it is abandoned (frames never span a gap)
     liveness: str = "required"  # required | auto (when installed) | off (development only)
     fault_retry_initial_s: float = 0.5  # camera / pipeline retry backoff
@@ -283,6 +284,11 @@ def config_from_dict(data: Mapping[str, Any], path: str = "") -> Config:
                               f"topic level of this lock's events), got {mqtt.device_id!r}")
         if not cfg.daemon.events:
             raise ConfigError("daemon.events: must be true when [mqtt] is configured (MQTT publishes the outbox)")
+    liveness = sections.get("liveness")
+    wait = float(getattr(liveness, "blink_wait_s", 0.0) or 0.0)
+    if wait and wait >= cfg.lock.verify_timeout_s:
+        raise ConfigError(f"liveness.blink_wait_s: must be below lock.verify_timeout_s ({cfg.lock.verify_timeout_s}): "
+                          f"the verify timeout would end the wait for a blink first, got {wait}")
     fleet = sections.get("fleet")
     if fleet is not None and fleet.enabled and mqtt is None:
         raise ConfigError("fleet.enabled: needs an [mqtt] section (bundles come over the lock's MQTT connection)")

@@ -11,10 +11,15 @@ Order of the checks, and why:
 1. A frame with a face becomes an :class:`Observation` (embedding when the quality gates pass, the
    liveness inputs of the frame).
 2. Once ``frames_per_attempt`` usable frames (or liveness' own minimum) are in, liveness is checked over
-   the last ``max_frames_per_attempt`` frames.  A live person gets up to that many frames to show it
-   (blink, head motion, the learned PAD model's few frames); a full window that still fails is a spoof
-   when a check FAILED on it, and *inconclusive* ("try again", not a failure) when no check saw evidence
-   either way.
+   the attempt's evidence window (:meth:`AttemptDecider.window`): its last ``max_frames_per_attempt``
+   frames.  A live person gets up to that many frames to show it (blink, head motion, the learned PAD
+   model's few frames); a full window that still fails is a spoof when a check FAILED on it, and
+   *inconclusive* ("try again", not a failure) when no check saw evidence either way.  One exception,
+   bounded in time rather than frames: when the only thing missing is an ``any_of`` alternative and the
+   blink is one of them (default policy: static replay says "frozen", no blink yet; every required check
+   passed), the window keeps growing until its frames span ``[liveness] blink_wait_s`` (2.0 s), so a live
+   person who stands still has a realistic interval to blink; a check that FAILED for any other reason
+   still refuses when the frame window is full.
 3. Then the mean embedding is matched 1:N against the gallery (threshold and margin from the manifest).
 4. A recognised user is authorised by :func:`firmware.lock.policy.authorize` (schedules, lockdown,
    lockout); a refusal there is not a failed attempt.
@@ -170,6 +175,8 @@ class Attempt:
     liveness_scores: dict[str, float] = field(default_factory=dict)  # of the latest liveness check
     #: capture time of the frame after which the LED challenge was lit (None: no challenge asked)
     challenge_from: float | None = None
+    #: the frame window was full and the attempt kept gathering frames for a blink (``blink_wait_s``)
+    waiting_for_blink: bool = False
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,31 @@ class AttemptDecider:
             need = max(need, int(getattr(self.liveness.config, "min_frames", 3)))
         return need
 
+    @property
+    def blink_wait_s(self) -> float:
+        """``[liveness] blink_wait_s`` (0 when liveness is off or the policy has no such setting)."""
+        return float(getattr(getattr(self.liveness, "config", None), "blink_wait_s", 0.0) or 0.0)
+
+    def window(self, att: Attempt) -> list[Observation]:
+        """The frames liveness is decided over: the last ``max_frames_per_attempt``, or, once the attempt has
+        more because it is waiting for a blink (:meth:`liveness_step`), all of its frames (their span is
+        bounded by ``blink_wait_s``: the attempt stops waiting when they reach it)."""
+        n = self.rules.max_frames_per_attempt
+        if len(att.observations) > n and att.waiting_for_blink:
+            return list(att.observations)
+        return att.observations[-n:]
+
+    def _may_wait_for_blink(self, att: Attempt, alternative_pending: bool, waiting: Sequence[str],
+                            strict: bool) -> bool:
+        """Whether a full frame window that is not live may keep gathering frames: only an ``any_of``
+        alternative is missing (every required check passed, no veto failed), the blink is one that can
+        still come, the challenge is not running, and the attempt's frames span less than ``blink_wait_s``."""
+        wait = self.blink_wait_s
+        if not (wait > 0 and alternative_pending and "blink" in waiting and not strict
+                and att.challenge_from is None and att.observations):
+            return False
+        return att.observations[-1].ts - att.observations[0].ts < wait - 1e-6  # (frame times accumulate rounding)
+
     def face_gone(self, att: Attempt, ts: float) -> bool:
         """No face for longer than ``face_lost_s`` since the attempt's last face (capture times)."""
         return ts - att.last_face_ts > self.rules.face_lost_s
@@ -269,7 +301,7 @@ class AttemptDecider:
             return Decision(Outcome.PENDING, "gathering", why=Why.POOR_FACE if poor else Why.GATHERING)
         if self.liveness is None:
             return None
-        window = att.observations[-self.rules.max_frames_per_attempt:]
+        window = self.window(att)
         strict = bool(getattr(self.liveness.config, "challenge", False))
         if strict and att.challenge_from is None:
             # ``[liveness] challenge = true``: the blink must answer the LED, lit with the attempt's first
@@ -279,10 +311,21 @@ class AttemptDecider:
             for o in window:
                 if o.ts > att.challenge_from and o.liveness is not None and o.liveness.led_on is not True:
                     o.liveness = replace(o.liveness, led_on=True)
-        live, reason, scores, attack, waiting = self.check_liveness(window)
+        live, reason, scores, attack, waiting, alternative = self.check_liveness(window)
         att.liveness_scores = scores
         if live:
             return None
+        full = len(att.observations) >= self.rules.max_frames_per_attempt
+        # (with challenge_on_inconclusive, a window without evidence either way is asked at once, as before)
+        if full and not (self._challenges and not attack) and self._may_wait_for_blink(att, alternative, waiting,
+                                                                                        strict):
+            # frozen (or not yet judged) and no blink yet, nothing else failing: wait for the blink, in time
+            att.waiting_for_blink = True
+            if attack:
+                att.liveness_failures += 1
+                att.last_liveness_reason = reason
+            return Decision(Outcome.PENDING, f"liveness:{reason}"[:200], liveness_scores=scores,
+                            why=Why.LIVENESS_NEEDS_BLINK)
         if not attack and self._challenges and (att.challenge_from is not None
                                                 or len(att.observations) >= self.rules.max_frames_per_attempt):
             passed, d = self._challenge_step(att, window, reason, scores)
@@ -359,11 +402,12 @@ class AttemptDecider:
         return Decision(Outcome.GRANTED, f"score={r.score:.3f}", r.user_id, float(r.score), ls)
 
     def check_liveness(self, observations: Sequence[Observation]
-                       ) -> tuple[bool, str, dict[str, float], bool, tuple[str, ...]]:
-        """(live, reason, scores, attack, waiting) of the liveness policy over these frames; ``attack``: some
-        check the policy counts FAILED (evidence of a presentation attack), as opposed to checks that saw no
-        evidence yet; ``waiting``: the checks that decide and saw no evidence yet (what the person is asked
-        to give)."""
+                       ) -> tuple[bool, str, dict[str, float], bool, tuple[str, ...], bool]:
+        """(live, reason, scores, attack, waiting, alternative_pending) of the liveness policy over these
+        frames; ``attack``: some check the policy counts FAILED (evidence of a presentation attack), as opposed
+        to checks that saw no evidence yet; ``waiting``: the checks that decide and saw no evidence yet (what
+        the person is asked to give); ``alternative_pending``: only an ``any_of`` alternative is missing
+        (``LivenessDecision.alternative_pending``)."""
         for o in observations:  # score each frame once (PAD models, eye openness), not on every re-check
             f = o.liveness
             if f is not None and (f.face is not None or f.fas_crops is not None):
@@ -371,11 +415,11 @@ class AttemptDecider:
         frames = [o.liveness for o in observations if o.liveness is not None]
         min_frames = int(getattr(self.liveness.config, "min_frames", 3))
         if len(frames) < min_frames:
-            return False, f"too_few_frames:{len(frames)}", {}, False, ()
+            return False, f"too_few_frames:{len(frames)}", {}, False, (), False
         d = self.liveness.decide(frames)
         scores = {k: float(v) for k, v in dict(d.scores).items() if isinstance(v, (int, float))}
         return (bool(d.live), "live" if d.live else str(d.reason or "spoof_suspected"), scores,
-                bool(d.attack_evidence), tuple(d.waiting_for))
+                bool(d.attack_evidence), tuple(d.waiting_for), bool(getattr(d, "alternative_pending", False)))
 
     def decide_frames(self, frames: Sequence[Frame], ctx: Context) -> Decision:
         """One whole attempt over frames captured by someone else (the same rules as the door's loop)."""

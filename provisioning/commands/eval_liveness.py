@@ -213,7 +213,8 @@ def _blink_calibration(sources, records, policy, params, exclusions: Path | None
     shipped policy relies on were fitted on synthetic sequences).  Positives: the windows of real live
     videos (and of live frame folders that are consecutive frames); negatives: the windows of real attack
     videos and attack frame folders; windows = every window of 3..max_frames_per_attempt consecutive face
-    frames at the presented frame rate (what an attempt starting at any frame gives the check); spans in
+    frames at the presented frame rate, or up to the frames spanning ``[liveness] blink_wait_s`` when more
+    (what an attempt starting at any frame gives the check, waiting for a blink included); spans in
     the exclusion manifest cut out.  Per fold: thresholds from the other identities' attack windows
     (``fit_blink``: 1.25 x the deepest dip still showing a blink), then the held-out identity's attack
     windows showing a blink (blink false accept) and live windows showing one (blink detection)."""
@@ -222,7 +223,8 @@ def _blink_calibration(sources, records, policy, params, exclusions: Path | None
     excl = la.load_exclusions(exclusions)
     use, left = la.blink_sources(sources, excl)
     b = policy.thresholds.blink
-    stats = la.blink_stats(use, records, params, policy.config.min_frames, b.min_iod_px, excl)
+    wait = float(policy.config.blink_wait_s)
+    stats = la.blink_stats(use, records, params, policy.config.min_frames, b.min_iod_px, excl, wait)
     folds: dict = {}
     tot = {"attack": [0, 0], "live": [0, 0]}
     for ident in sorted({s.identity for s in sources}):
@@ -252,8 +254,10 @@ def _blink_calibration(sources, records, policy, params, exclusions: Path | None
                     f"({la.BLINK_MARGIN} x the deepest relative dip still showing a blink, per signal), measured "
                     "on the held-out identity's attack and live windows",
         "windows": f"every run of {max(params.frames_per_attempt, policy.config.min_frames)}.."
-                   f"{params.max_frames_per_attempt} consecutive scored face frames at the presented frame rate "
-                   f"(a gap > face_lost_s {params.face_lost_s} s ends a run); median inter-ocular distance "
+                   f"{params.max_frames_per_attempt} consecutive scored face frames at the presented frame rate, "
+                   + (f"or up to the frames spanning blink_wait_s {wait} s when more (the attempt waits that long "
+                      "for a blink), " if wait > 0 else "")
+                   + f"(a gap > face_lost_s {params.face_lost_s} s ends a run); median inter-ocular distance "
                    f">= {b.min_iod_px:.1f} px (else the check says UNKNOWN)",
         "left_out": [x for x in left if not x["source"].startswith("stills/")]
         + [{"source": f"{sum(x['source'].startswith('stills/') for x in left)} still bursts (--stills)",

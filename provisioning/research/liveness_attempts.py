@@ -336,7 +336,7 @@ def run_attempts(recs: Sequence[FrameRecord], p: AttemptParams, decider: Any,
         assert att is not None
         att.t_end = now
         att.reason = d.reason
-        frames = [o.liveness for o in la.observations[-p.max_frames_per_attempt:] if o.liveness is not None]
+        frames = [o.liveness for o in decider.window(la) if o.liveness is not None]
         if d.outcome is Outcome.SPOOF:
             att.outcome = "spoof"
         elif d.outcome is Outcome.INCONCLUSIVE:
@@ -617,16 +617,18 @@ class BlinkWindows:
         return int(sum(len(x) for x in self.x))
 
 
-def _signal_windows(runs: Sequence[np.ndarray], iods: Sequence[np.ndarray], lo: int, hi: int, min_iod: float,
-                    open_quantile: float = 0.9) -> BlinkWindows:
+def _signal_windows(runs: Sequence[np.ndarray], iods: Sequence[np.ndarray], lo: int, hi: int | Sequence[int],
+                    min_iod: float, open_quantile: float = 0.9) -> BlinkWindows:
     """``BlinkWindows`` of every window of ``lo``..``hi`` consecutive frames of each run (an attempt may start
-    at any frame of a run and grows to ``hi`` frames); windows whose median inter-ocular distance is below
-    ``min_iod`` (the check says UNKNOWN) or whose signal is not finite (no blink) show none."""
+    at any frame of a run and grows to ``hi`` frames; ``hi`` per run when a sequence); windows whose median
+    inter-ocular distance is below ``min_iod`` (the check says UNKNOWN) or whose signal is not finite (no
+    blink) show none."""
     from numpy.lib.stride_tricks import sliding_window_view
 
     bw = BlinkWindows()
-    for e, iod in zip(runs, iods, strict=True):
-        for length in range(lo, min(hi, len(e)) + 1):
+    his = [int(hi)] * len(runs) if isinstance(hi, (int, np.integer)) else [int(h) for h in hi]
+    for e, iod, top in zip(runs, iods, his, strict=True):
+        for length in range(lo, min(top, len(e)) + 1):
             w = sliding_window_view(e, length).astype(np.float64)
             big = np.median(sliding_window_view(iod, length), axis=1) >= min_iod
             w = w[big]
@@ -647,12 +649,28 @@ def _signal_windows(runs: Sequence[np.ndarray], iods: Sequence[np.ndarray], lo: 
     return bw
 
 
+def window_frames(ts: Sequence[float], max_frames: int, wait_s: float) -> int:
+    """The most frames an attempt's evidence window can hold over frames captured at ``ts``: the frame
+    window ``max_frames``, or, when the attempt waits for a blink (``[liveness] blink_wait_s`` = ``wait_s``),
+    every frame up to the first whose span from the attempt's first frame reaches ``wait_s`` (the decider
+    keeps gathering while the span is below it: ``AttemptDecider._may_wait_for_blink``), for an attempt
+    starting at any frame."""
+    t = np.asarray(ts, dtype=np.float64)
+    if wait_s <= 0 or len(t) == 0:
+        return int(max_frames)
+    # frames k >= i with t[k] - t[i] < wait_s (still waiting after them), plus the frame that ends the wait
+    below = np.searchsorted(t, t + wait_s - 1e-6, side="left") - np.arange(len(t))
+    return int(max(max_frames, min(len(t), int(below.max()) + 1)))
+
+
 def blink_windows(recs: Sequence[FrameRecord], params: AttemptParams, min_frames: int, min_iod_px: float,
-                  drop: Callable[[float], bool] = lambda t: False) -> tuple[BlinkWindows, BlinkWindows]:
+                  drop: Callable[[float], bool] = lambda t: False, wait_s: float = 0.0
+                  ) -> tuple[BlinkWindows, BlinkWindows]:
     """(EAR windows, appearance windows) of one source: every window of ``max(frames_per_attempt,
-    min_frames)`` to ``max_frames_per_attempt`` consecutive scored face frames (the daemon's attempt window
-    ``observations[-max_frames_per_attempt:]`` at the presented frame rate, for an attempt starting at any
-    frame), frames ``drop`` rejects (excluded spans) cut out."""
+    min_frames)`` up to the evidence window's most frames (``window_frames``: ``max_frames_per_attempt``,
+    or the frames spanning ``wait_s`` = ``[liveness] blink_wait_s`` at the presented frame rate) of
+    consecutive scored face frames (the daemon's attempt window ``AttemptDecider.window``, for an attempt
+    starting at any frame), frames ``drop`` rejects (excluded spans) cut out."""
     from firmware.vision.liveness.blink import eye_aspect_ratio
     from firmware.vision.liveness.geometry import inter_ocular
 
@@ -660,7 +678,8 @@ def blink_windows(recs: Sequence[FrameRecord], params: AttemptParams, min_frames
     ear = [np.array([eye_aspect_ratio(f.landmarks) for f in r]) for r in runs]
     app = [np.array([np.nan if f.openness is None else f.openness for f in r], dtype=np.float64) for r in runs]
     iod = [np.array([inter_ocular(f.landmarks) for f in r]) for r in runs]
-    lo, hi = max(params.frames_per_attempt, min_frames), params.max_frames_per_attempt
+    lo = max(params.frames_per_attempt, min_frames)
+    hi = [window_frames([f.t for f in r], params.max_frames_per_attempt, wait_s) for r in runs]
     return (_signal_windows(ear, iod, lo, hi, min_iod_px), _signal_windows(app, iod, lo, hi, min_iod_px))
 
 
@@ -687,14 +706,15 @@ def blink_sources(sources: Sequence[Source], exclusions: Sequence[Exclusion]
 
 
 def blink_stats(sources: Sequence[Source], records: dict[str, list[FrameRecord]], params: AttemptParams,
-                min_frames: int, min_iod_px: float, exclusions: Sequence[Exclusion]
+                min_frames: int, min_iod_px: float, exclusions: Sequence[Exclusion], wait_s: float = 0.0
                 ) -> dict[str, tuple[BlinkWindows, BlinkWindows]]:
-    """Per calibration source, its (EAR, appearance) windows, excluded spans cut out."""
+    """Per calibration source, its (EAR, appearance) windows (up to ``wait_s`` of frames when the attempt
+    may wait for a blink that long), excluded spans cut out."""
     out = {}
     for s in sources:
         spans = [(x.t_start_s, x.t_end_s) for x in exclusions if x.source == s.name]
         out[s.name] = blink_windows(records[s.name], params, min_frames, min_iod_px,
-                                    lambda t, sp=spans: any(a <= t < b for a, b in sp))
+                                    lambda t, sp=spans: any(a <= t < b for a, b in sp), wait_s)
     return out
 
 

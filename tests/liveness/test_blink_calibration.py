@@ -84,3 +84,35 @@ def test_exclusion_naming_an_unknown_source_is_an_error():
     src = [la.Source("l", Path("l"), True, "bona_fide", "p1", 15, "video")]
     with pytest.raises(ValueError, match="not among the sources"):
         la.blink_sources(src, [la.Exclusion("nope.mp4", 0, 1, "x")])
+
+
+
+def _records(e: np.ndarray, fps: float) -> list[la.FrameRecord]:
+    """Frame records of a face whose eye-appearance signal is ``e`` (a fixed mesh, eyes 100 px apart)."""
+    from firmware.vision.liveness.frame import LivenessFrame
+
+    lm = np.zeros((468, 3))
+    lm[:, 0] = 50.0
+    lm[[33, 133, 159, 145, 158, 153, 160, 144], 0] = 0.0  # one eye at x 0, the other at x 100
+    lm[[263, 362, 386, 374, 385, 380, 387, 373], 0] = 100.0
+    return [la.FrameRecord(i / fps, True, True, "", LivenessFrame(landmarks=lm, openness=float(v), t=i / fps))
+            for i, v in enumerate(e)]
+
+
+@pytest.mark.parametrize("fps, longest", [(30.0, 61), (25.0, 51), (15.0, 31), (10.0, 30)])
+def test_windows_reach_the_blink_wait(fps, longest):
+    """An attempt waiting for a blink decides over up to ``blink_wait_s`` of frames, so the calibration
+    must judge windows that long too (every window the longer wait can present to the blink check)."""
+    from firmware.vision.liveness.geometry import inter_ocular
+
+    e = np.full(90, 0.3)
+    e[50] = 0.05  # one dip
+    recs = _records(e, fps)
+    assert inter_ocular(recs[0].payload.landmarks) >= 50.0  # big enough for the check
+    p = la.AttemptParams(max_frames_per_attempt=30)
+    short = la.blink_windows(recs, p, 3, 50.0)[1]
+    long = la.blink_windows(recs, p, 3, 50.0, wait_s=2.0)[1]
+    assert max(x.shape[1] for x in short.x) == 30
+    assert max(x.shape[1] for x in long.x) == longest == la.window_frames([r.t for r in recs], 30, 2.0)
+    assert long.n == short.n + sum(90 - k + 1 for k in range(31, longest + 1))
+    assert long.blinks(0.5).sum() > short.blinks(0.5).sum() or longest == 30

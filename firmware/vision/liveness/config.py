@@ -39,6 +39,14 @@ class LivenessConfig:
     #: accept a blink within ``challenge_window_s`` in place of the evidence that did not come; a check that
     #: FAILED is never outweighed by it (see firmware.lock.decider, "challenge")
     challenge_on_inconclusive: bool = False
+    #: seconds of frames (from the attempt's first face frame) a face is given to blink when the only thing
+    #: missing is an ``any_of`` alternative and the blink is among them (default policy: static replay says
+    #: "frozen", no blink seen yet): the attempt keeps gathering frames past ``[lock]
+    #: max_frames_per_attempt`` until they span this long, then is refused as before.  Why: a live person
+    #: standing still looks as frozen as a photo and blinks every few seconds, not within one second; a check
+    #: that FAILED for any other reason still refuses when the frame window is full.  0 = no extension
+    #: (the window is bounded in frames only).  Keep it below ``[lock] verify_timeout_s``.
+    blink_wait_s: float = 2.0
     require_ir: bool = False
     static_max_shape_change: float | None = None
     static_min_embedding_cosine: float | None = None
@@ -67,6 +75,9 @@ class LivenessConfig:
         w = self.challenge_window_s
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not (0 < w <= 10) or not math.isfinite(w):
             raise ConfigError(f"liveness.challenge_window_s: must be a number in (0, 10], got {w!r}")
+        b = self.blink_wait_s
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not (0 <= b <= 10) or not math.isfinite(b):
+            raise ConfigError(f"liveness.blink_wait_s: must be a number in [0, 10], got {b!r}")
         for key in _THRESHOLD_KEYS:
             v = getattr(self, key)
             if v is None:

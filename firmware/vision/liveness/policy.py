@@ -230,11 +230,18 @@ class LivenessPolicy:
         counted = [n for n in names if n in self.required or n in self.veto or n in self.any_of]
         attack = any(checks[n].verdict is Verdict.FAIL for n in counted)
         waiting = [n for n in self.required if checks[n].verdict is Verdict.UNKNOWN]
-        if self.any_of and not any(checks[n].verdict is Verdict.PASS for n in self.any_of):
+        any_of_unmet = bool(self.any_of) and not any(checks[n].verdict is Verdict.PASS for n in self.any_of)
+        if any_of_unmet:
             waiting += [n for n in self.any_of if checks[n].verdict is Verdict.UNKNOWN and n not in waiting]
+        # the only unmet rule is the any_of group, and one of its checks can still pass (see LivenessDecision)
+        alternative = (any_of_unmet and len(frames) >= self.config.min_frames
+                       and all(checks[n].verdict is Verdict.PASS for n in self.required)
+                       and not any(checks[n].verdict is Verdict.FAIL for n in self.veto)
+                       and any(checks[n].verdict is Verdict.UNKNOWN for n in self.any_of))
         return LivenessDecision(live=not reasons, checks=checks, reasons=tuple(reasons), n_frames=len(frames),
                                 attack_evidence=bool(reasons) and attack,
-                                waiting_for=tuple(waiting) if reasons else ())
+                                waiting_for=tuple(waiting) if reasons else (),
+                                alternative_pending=bool(reasons) and alternative)
 
 
 def thresholds_to_json(th: LivenessThresholds, calibration: dict[str, Any]) -> str:

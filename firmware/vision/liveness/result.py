@@ -53,6 +53,11 @@ class LivenessDecision:
     #: the checks that decide the attempt and saw no evidence yet (UNKNOWN): what the person can still give
     #: (a blink, a moment longer in view); the door's feedback asks for it (firmware.lock.feedback)
     waiting_for: tuple[str, ...] = ()
+    #: not live only because no ``any_of`` alternative passed yet while one of them is still UNKNOWN: every
+    #: required check passed and no veto failed (default policy: static replay says "frozen", or cannot judge
+    #: yet, and no blink was seen yet).  More frames can make such an attempt live without outweighing any
+    #: other failure, so the decider may keep gathering them (``[liveness] blink_wait_s``)
+    alternative_pending: bool = False
 
     @property
     def spoof_suspected(self) -> bool:
