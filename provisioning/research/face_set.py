@@ -252,14 +252,19 @@ def default_cache_dir() -> Path:
 
 
 def cache_file(cache_dir: Path, fs: FaceSet, model_sha: str, settings: str) -> Path:
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{fs.sha256}|{len(fs)}|{model_sha}|{settings}|{fs.root.resolve()}"
-                       .encode()).hexdigest()[:24]
+    """The entry of (set, model, settings) for the code as it is now (``code_fingerprint``)."""
+    from provisioning.research.cachefiles import code_fingerprint
+
+    ident = (f"v{CACHE_VERSION}|{code_fingerprint(__file__)}|{fs.sha256}|{len(fs)}|{model_sha}|{settings}|"
+             f"{fs.root.resolve()}")
+    h = hashlib.sha256(ident.encode()).hexdigest()[:24]
     return cache_dir / f"emb-{h}.npz"
 
 
 def save_cached(path: Path, e: Embeddings) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    from provisioning.research.cachefiles import private_dir
+
+    private_dir(path.parent)
     buf = io.BytesIO()
     np.savez(buf, vectors=e.vectors, reasons=e.reasons.astype(str), ms=e.ms,
              meta=np.array([e.model, e.model_sha256]))

@@ -182,8 +182,11 @@ def cache_dir() -> Path:
 
 
 def _key(src: Source, fps: float | None, models: str) -> str:
+    from provisioning.research.cachefiles import code_fingerprint
+
     st = src.path.stat()
-    ident = f"{CACHE_VERSION}|{models}|{src.kind}|{src.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{fps}"
+    ident = (f"{CACHE_VERSION}|{code_fingerprint(__file__)}|{models}|{src.kind}|{src.path.resolve()}|"
+             f"{st.st_size}|{st.st_mtime_ns}|{fps}")
     return hashlib.sha1(ident.encode()).hexdigest()
 
 
@@ -209,7 +212,9 @@ def _save(path: Path, recs: list[FrameRecord]) -> None:
         if p.embedding is not None:
             le[i] = p.embedding
         sc[i] = [np.nan if v is None else v for v in (p.pad_score, p.fas_score, p.openness)]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from provisioning.research.cachefiles import private_dir
+
+    private_dir(path.parent)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, t=np.array([r.t for r in recs]), face=np.array([r.face for r in recs], bool),
                         usable=np.array([r.usable for r in recs], bool), reason=np.array([r.reason for r in recs]),

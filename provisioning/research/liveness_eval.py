@@ -49,7 +49,9 @@ class FrameFeatures:
         return out
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from provisioning.research.cachefiles import private_dir
+
+        private_dir(path.parent)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, valid=self.valid, landmarks=self.landmarks, embeddings=self.embeddings,
                             pad=self.pad, openness=self.openness)
@@ -84,7 +86,10 @@ def features_of_frames(pipe, frames: Sequence[np.ndarray]) -> FrameFeatures:
 
 
 def _key(path: Path, kind: str, seed: int) -> str:
-    return hashlib.sha1(f"{CACHE_VERSION}|{kind}|{seed}|{Path(path).resolve()}".encode()).hexdigest()
+    from provisioning.research.cachefiles import code_fingerprint
+
+    ident = f"{CACHE_VERSION}|{code_fingerprint(__file__)}|{kind}|{seed}|{Path(path).resolve()}"
+    return hashlib.sha1(ident.encode()).hexdigest()
 
 
 SEQUENCES: dict[str, Callable[[np.ndarray, int], list[np.ndarray]]] = {
