@@ -284,15 +284,32 @@ def config_from_dict(data: Mapping[str, Any], path: str = "") -> Config:
                               f"topic level of this lock's events), got {mqtt.device_id!r}")
         if not cfg.daemon.events:
             raise ConfigError("daemon.events: must be true when [mqtt] is configured (MQTT publishes the outbox)")
-    liveness = sections.get("liveness")
-    wait = float(getattr(liveness, "blink_wait_s", 0.0) or 0.0)
-    if wait and wait >= cfg.lock.verify_timeout_s:
-        raise ConfigError(f"liveness.blink_wait_s: must be below lock.verify_timeout_s ({cfg.lock.verify_timeout_s}): "
-                          f"the verify timeout would end the wait for a blink first, got {wait}")
+    check_blink_wait(cfg.lock, sections.get("liveness"))
     fleet = sections.get("fleet")
     if fleet is not None and fleet.enabled and mqtt is None:
         raise ConfigError("fleet.enabled: needs an [mqtt] section (bundles come over the lock's MQTT connection)")
     return cfg
+
+
+def check_blink_wait(lock: LockConfig, liveness: Any = None) -> None:
+    """``[liveness] blink_wait_s`` must end before ``[lock] verify_timeout_s``, or the timeout cuts every wait.
+
+    Why it matters: a frozen face still waiting for its blink has a FAILED static check, and an attempt that
+    runs into the verify timeout after a check failed is a spoof (counts toward lockout).  With the timeout
+    first, a live person who stands still would be refused as a spoof instead of being decided over the
+    frames.  ``liveness`` is the parsed [liveness] section; absent, the defaults hold (unless liveness is
+    off), so a config or a fleet bundle that only lowers the timeout is checked too.
+    """
+    if lock.liveness == "off":
+        return
+    if liveness is None:
+        from firmware.vision.liveness.config import LivenessConfig
+
+        liveness = LivenessConfig()
+    wait = float(getattr(liveness, "blink_wait_s", 0.0) or 0.0)
+    if wait and wait >= lock.verify_timeout_s:
+        raise ConfigError(f"liveness.blink_wait_s: must be below lock.verify_timeout_s ({lock.verify_timeout_s}): "
+                          f"the verify timeout would end the wait for a blink first, got {wait}")
 
 
 #: A lock's config is a few kB; nothing legitimate nests deeper than a table of arrays of tables.

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from firmware.config import Config, LockConfig, section_from_dict
+from firmware.config import Config, LockConfig, check_blink_wait, section_from_dict
 from firmware.config_errors import ConfigError
 from firmware.lock.policy import FLOAT_BOUNDS, INT_BOUNDS, PolicyConfig
 
@@ -65,7 +65,8 @@ def lock_settings(base: Config, settings: Mapping[str, Any]) -> LockSettings:
         value = settings[name]
         if name in LOCK_KEYS:
             try:
-                section_from_dict(LockConfig, "lock", {**lock, name: value})
+                check_blink_wait(section_from_dict(LockConfig, "lock", {**lock, name: value}),
+                                 base.sections.get("liveness"))
             except ConfigError as exc:
                 ignored.append((name, str(exc)[:160]))
                 continue
@@ -83,6 +84,12 @@ def lock_settings(base: Config, settings: Mapping[str, Any]) -> LockSettings:
             elif LIVENESS_ORDER.index(value) < LIVENESS_ORDER.index(base.lock.liveness):
                 ignored.append((name, f"weaker than this lock's own {base.lock.liveness!r}"))
             else:
+                try:
+                    check_blink_wait(section_from_dict(LockConfig, "lock", {**lock, "liveness": value}),
+                                     base.sections.get("liveness"))
+                except ConfigError as exc:
+                    ignored.append((name, str(exc)[:160]))
+                    continue
                 lock["liveness"] = value
         elif name == "match_threshold":
             if not _num(value) or not 0.0 < value < 1.0:

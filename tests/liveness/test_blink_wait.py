@@ -155,3 +155,25 @@ def test_blink_wait_s_must_end_before_the_verify_timeout():
     cfg = config_from_dict({"lock": {"verify_timeout_s": 3.0}, "liveness": {"blink_wait_s": 2.5}})
     assert cfg.sections["liveness"].blink_wait_s == 2.5
     assert LivenessConfig().blink_wait_s == 2.0  # the shipped default
+
+
+def test_a_timeout_below_the_default_wait_is_refused_without_a_liveness_section():
+    """The default wait (2.0 s) holds when [liveness] is absent: lowering only the timeout is caught too."""
+    with pytest.raises(ConfigError, match="blink_wait_s"):
+        config_from_dict({"lock": {"verify_timeout_s": 1.5}})
+    config_from_dict({"lock": {"verify_timeout_s": 1.5, "liveness": "off"}})  # no liveness, no wait
+    config_from_dict({"lock": {"verify_timeout_s": 1.5}, "liveness": {"blink_wait_s": 0}})  # wait switched off
+
+
+def test_a_fleet_bundle_cannot_cut_the_blink_wait():
+    """A bundle's verify_timeout_s at or below the wait is ignored with the reason; the lock keeps its own."""
+    from firmware.fleet.settings import lock_settings
+
+    base = config_from_dict({"lock": {"verify_timeout_s": 3.0}})
+    s = lock_settings(base, {"verify_timeout_s": 2.0})
+    assert s.config.lock.verify_timeout_s == 3.0
+    assert [n for n, _ in s.ignored] == ["verify_timeout_s"] and "blink_wait_s" in s.ignored[0][1]
+    assert lock_settings(base, {"verify_timeout_s": 2.5}).config.lock.verify_timeout_s == 2.5
+    off = config_from_dict({"lock": {"verify_timeout_s": 1.5, "liveness": "off"}})
+    s = lock_settings(off, {"liveness": "required"})
+    assert s.config.lock.liveness == "off" and s.ignored[0][0] == "liveness"
