@@ -151,7 +151,7 @@ class StoredUsers:
         """Active users' templates (decrypted into memory only), their audit pseudonyms and schedules."""
         from firmware.lock.policy import schedules_from_policies
         from firmware.pseudonym import audit_pseudonym
-        from firmware.vision import Gallery
+        from firmware.vision import EmbedderMismatchError, Gallery
 
         gen = self.generation()  # read first: a change during the load is seen by the next poll
         gallery = Gallery(dim=dim or self.site.embedding_dim())
@@ -162,6 +162,10 @@ class StoredUsers:
                     gallery.enroll(c.user_id, c.embeddings)
                     refs[c.user_id] = audit_pseudonym(store.keystore, c.user_id)
                 schedules = schedules_from_policies({u.user_id: u.policy for u in store.list(include_revoked=False)})
+        except EmbedderMismatchError as exc:  # 192-d templates vs a 512-d embedder: re-enrol, never compare
+            raise ComponentUnavailableError(
+                f"enrolled templates do not fit the configured embedder "
+                f"{self.site.pipeline().embedder_spec.name!r}: {exc}") from exc
         except FaceLockError as exc:
             raise ComponentUnavailableError(f"template store cannot be read: {exc}") from exc
         return Enrolled(gallery, refs, schedules, gen)
@@ -233,11 +237,13 @@ class Site:
     def _load_pipeline(self, num_threads: int) -> Any:
         if self._pipeline is None:
             from firmware.vision import FacePipeline
+            from firmware.vision.manifest import research_dir
 
             vision = self.config.sections.get("vision")
+            overlay = research_dir(self.data_dir)  # opt-in research models this machine's user installed
             try:
-                self._pipeline = (FacePipeline.from_config(vision) if vision is not None
-                                  else FacePipeline.from_manifest(num_threads=num_threads))
+                self._pipeline = (FacePipeline.from_config(vision, overlay=overlay) if vision is not None
+                                  else FacePipeline.from_manifest(num_threads=num_threads, overlay=overlay))
             except FaceLockError as exc:
                 raise ComponentUnavailableError(f"face pipeline cannot load its models: {exc}") from exc
         return self._pipeline

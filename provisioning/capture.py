@@ -58,15 +58,39 @@ def _quiet_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+def _lock_embedder() -> tuple[str | None, str, Path | None]:
+    """(manifest, embedder, research overlay) of the lock this command works on.
+
+    Why: templates must come from the embedder the lock matches with.  With ``[vision] embedder`` set in
+    the device config (``--config``, as resolved by provisioning.options) enrollment and probes use that
+    embedder, a research-only one from ``<data_dir>/models``; otherwise the manifest's default.
+    """
+    import click
+
+    from firmware.vision.manifest import research_dir
+    from provisioning.options import load_config
+
+    ctx = click.get_current_context(silent=True)
+    cfg = load_config(ctx.meta.get("facelock.config") if ctx is not None else None)
+    vision = cfg.sections.get("vision") if cfg is not None else None
+    if vision is None or not vision.embedder:  # the shipped default: no overlay involved
+        return (vision.manifest or None) if vision is not None else None, "embedder", None
+    data_dir = ctx.params.get("data_dir") if ctx is not None else None
+    return vision.manifest or None, vision.embedder, research_dir(data_dir) if data_dir is not None else None
+
+
 def pipeline():
-    """The face pipeline of models/manifest.json (sha256-checked), loaded once per process."""
+    """The face pipeline of models/manifest.json (sha256-checked) with the lock's configured embedder,
+    loaded once per process and per (manifest, embedder, overlay)."""
     global _PIPELINE
-    if _PIPELINE is None:
+    key = _lock_embedder()
+    if _PIPELINE is None or _PIPELINE[0] != key:
         from firmware.vision import FacePipeline
 
+        manifest, embedder, overlay = key
         with _quiet_native_stderr():
-            _PIPELINE = FacePipeline.from_manifest()
-    return _PIPELINE
+            _PIPELINE = (key, FacePipeline.from_manifest(manifest, embedder=embedder, overlay=overlay))
+    return _PIPELINE[1]
 
 
 @dataclass

@@ -12,6 +12,7 @@ Heavy imports (TFLite runtime, OpenCV, Pillow) happen when a pipeline is built o
 """
 
 from firmware.vision.errors import (  # noqa: F401
+    EmbedderMismatchError,
     GalleryError,
     ImageDecodeError,
     ImageTooLargeError,
@@ -22,6 +23,7 @@ from firmware.vision.errors import (  # noqa: F401
     ModelManifestError,
     ModelMissingError,
     NotCalibratedError,
+    ResearchModelNotInstalledError,
     RuntimeUnavailableError,
     VisionError,
 )

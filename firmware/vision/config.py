@@ -5,7 +5,9 @@ this section only chooses among them and sets device policy::
 
     [vision]
     num_threads = 2
-    embedder = ""                 # "" = the manifest's default (mobilefacenet_dynamic)
+    embedder = ""                 # "" = the manifest's default (mobilefacenet_dynamic); "w600k_mbf" = the
+                                  # opt-in research-only one, after `facelock models install-research`
+                                  # (then re-enrol: its templates are 512-d)
     operating_point = "unlock"    # unlock (FAR 1e-4 per comparison) | strict (1e-5), held out of sample
     # or state the door's promise, from which the threshold follows (1:N: each enrolled person is one
     # more chance for a stranger to match):

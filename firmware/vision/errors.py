@@ -25,6 +25,12 @@ class ModelMissingError(ModelError):
     """A model file named by the manifest is not on disk (run `make models` or `make install`)."""
 
 
+class ResearchModelNotInstalledError(ModelMissingError):
+    """A research-only embedder is configured but not installed in the overlay (`facelock models
+    install-research`): the lock stops (FAULT) instead of falling back to another model, whose threshold
+    and templates would not fit."""
+
+
 class ModelIntegrityError(ModelError):
     """A model file's sha256 differs from the manifest: the file was altered or corrupted."""
 
@@ -55,3 +61,9 @@ class NotCalibratedError(VisionError):
 
 class GalleryError(VisionError):
     """The gallery was used wrongly (empty enrollment, wrong embedding size, unknown user)."""
+
+
+class EmbedderMismatchError(GalleryError):
+    """Templates and probe come from different embedders (their sizes differ, e.g. 192-d MobileFaceNet
+    templates against a 512-d research embedder): scores between them mean nothing, so every user must be
+    re-enrolled with the configured embedder (or the embedder they were enrolled with configured again)."""

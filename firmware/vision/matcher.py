@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from firmware.vision.errors import GalleryError
+from firmware.vision.errors import EmbedderMismatchError, GalleryError
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,15 @@ def template_from(embeddings: np.ndarray | list) -> np.ndarray:
     return (t / tn).astype(np.float32)
 
 
+def _mismatch(what: str, dim: int, probe: bool = False) -> EmbedderMismatchError:
+    """The one wording of "these vectors come from another embedder": re-enrolment is the way out."""
+    other = "the gallery's templates are" if probe else "the configured embedder gives"
+    return EmbedderMismatchError(
+        f"embedder mismatch: {what} but {other} {dim}-d; templates enrolled with one embedder cannot be "
+        "compared with another's: re-enrol the users with the configured embedder (`facelock enroll`), or "
+        "configure the embedder they were enrolled with")
+
+
 class Gallery:
     """In-memory enrolled templates. ``match(embedding, threshold, margin)`` decides 1:N."""
 
@@ -86,13 +95,15 @@ class Gallery:
             raise GalleryError("user_id must be a non-empty string")
         t = template_from(embeddings)
         if t.shape[0] != self.dim:
-            raise GalleryError(f"embedding size {t.shape[0]} != gallery size {self.dim}")
+            raise _mismatch(f"user {user_id!r} has {t.shape[0]}-d templates", self.dim)
         self.set_template(user_id, t)
         return t
 
     def set_template(self, user_id: str, template: np.ndarray) -> None:
         t = np.asarray(template, dtype=np.float32).reshape(-1)
-        if t.shape[0] != self.dim or not np.isfinite(t).all() or abs(float(np.linalg.norm(t)) - 1) > 1e-3:
+        if t.shape[0] != self.dim:
+            raise _mismatch(f"user {user_id!r} has a {t.shape[0]}-d template", self.dim)
+        if not np.isfinite(t).all() or abs(float(np.linalg.norm(t)) - 1) > 1e-3:
             raise GalleryError("template must be a finite unit vector of the gallery's size")
         if user_id in self._ids:
             self._templates[self._ids.index(user_id)] = t
@@ -114,7 +125,9 @@ class Gallery:
 
     def scores(self, embedding: np.ndarray) -> dict[str, float]:
         e = np.asarray(embedding, dtype=np.float32).reshape(-1)
-        if e.shape[0] != self.dim or not np.isfinite(e).all():
+        if e.shape[0] != self.dim:
+            raise _mismatch(f"the probe is {e.shape[0]}-d", self.dim, probe=True)
+        if not np.isfinite(e).all():
             raise GalleryError(f"probe must be a finite vector of size {self.dim}")
         n = float(np.linalg.norm(e))
         if n == 0:

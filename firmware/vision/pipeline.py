@@ -77,13 +77,17 @@ class FacePipeline:
     @classmethod
     def from_manifest(cls, manifest: Manifest | str | Path | None = None, embedder: str = "embedder",
                       num_threads: int = 1, quality: QualityConfig | None = None, use_landmarks: bool = True,
-                      use_fallback: bool = True, flip: bool | None = None, runtime: str | None = None) -> FacePipeline:
+                      use_fallback: bool = True, flip: bool | None = None, runtime: str | None = None,
+                      overlay: str | Path | None = None) -> FacePipeline:
         """Load every model named by the manifest (sha256-checked). ``embedder`` = model name or role.
+
+        ``overlay``: where opt-in research models are installed (default ``<data_dir>/models``); one that
+        is configured but absent raises ``ResearchModelNotInstalledError``, never falls back.
 
         ``flip=None`` uses the setting the embedder's thresholds were calibrated with (mirror test-time
         augmentation on by default: +0.2-0.3 % LFW-a accuracy for a second embedder run).
         """
-        m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+        m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, overlay=overlay)
 
         def load(name: str) -> tuple[TFLiteModel, ModelSpec]:
             spec = m.spec(name)
@@ -100,13 +104,14 @@ class FacePipeline:
         return cls(det, emb, lm, fb, quality, manifest=m)
 
     @classmethod
-    def from_config(cls, cfg: VisionConfig | None = None) -> FacePipeline:
-        """Build from the ``[vision]`` config section (threshold/margin overrides are applied too)."""
+    def from_config(cls, cfg: VisionConfig | None = None, overlay: str | Path | None = None) -> FacePipeline:
+        """Build from the ``[vision]`` config section (threshold/margin overrides are applied too);
+        ``overlay`` = the site's research-model dir (``<data_dir>/models``)."""
         cfg = cfg or VisionConfig()
         pipe = cls.from_manifest(cfg.manifest or None, embedder=cfg.embedder or "embedder",
                                  num_threads=cfg.num_threads, quality=cfg.quality(),
                                  use_landmarks=cfg.landmarks, use_fallback=cfg.fallback_detector, flip=cfg.flip,
-                                 runtime=cfg.runtime or None)
+                                 runtime=cfg.runtime or None, overlay=overlay)
         pipe.config = cfg
         return pipe
 

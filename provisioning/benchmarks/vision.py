@@ -44,14 +44,21 @@ def _stats(ms: list[float]) -> dict:
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--gallery-size", default=100, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--manifest", default=None, type=click.Path(), help="model manifest (default models/manifest.json)")
-def command(as_json, rounds, warmup, threads, gallery_size, manifest):
+@click.option("--embedder", default=None,
+              help="embedder the pipeline runs (default: the manifest's); an installed research-only one "
+                   "(e.g. w600k_mbf, `facelock models install-research`) is timed beside the shipped ones")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False),
+              help="data dir whose models/ holds installed research models (default $FACELOCK_DATA_DIR)")
+def command(as_json, rounds, warmup, threads, gallery_size, manifest, embedder, data_dir):
     """Median and p95 ms per pipeline stage, float vs quantized embedder, on 640×480 frames."""
     from firmware.vision import FacePipeline, Gallery
     from firmware.vision.align import align_face
     from firmware.vision.embedder import Embedder
+    from firmware.vision.manifest import research_dir
     from firmware.vision.runtime import TFLiteModel
 
-    pipe = FacePipeline.from_manifest(manifest, num_threads=threads)
+    pipe = FacePipeline.from_manifest(manifest, embedder=embedder or "embedder", num_threads=threads,
+                                      overlay=research_dir(data_dir) if data_dir else None)
     m = pipe.manifest
     frame = test_frame()
     dets = pipe.detector(frame)
@@ -61,6 +68,8 @@ def command(as_json, rounds, warmup, threads, gallery_size, manifest):
     mesh = pipe.landmarker(frame, det)
     embedders = {name: Embedder(TFLiteModel(m.verified_path(name), threads), spec)
                  for name, spec in m.models.items() if spec.role == "embedder"}
+    if pipe.embedder.spec.research_only:  # timed alone (its 512-d output is not compared with the 192-d ones)
+        single = Embedder(pipe.embedder.model, pipe.embedder.spec, flip=False)
     aligned, _ = align_face(frame, det.keypoints, mesh.points if mesh else None)
     rng = np.random.default_rng(0)
     gallery = Gallery(pipe.embedder.dim)
@@ -73,6 +82,8 @@ def command(as_json, rounds, warmup, threads, gallery_size, manifest):
         "landmarks": lambda: pipe.landmarker(frame, det),
         "alignment": lambda: align_face(frame, det.keypoints, mesh.points if mesh else None),
         **{f"embedding[{n}]": (lambda e=e: e(aligned)) for n, e in embedders.items()},
+        **({f"embedding[{pipe.embedder.spec.name}]": lambda: single(aligned)} if pipe.embedder.spec.research_only
+           else {}),
         f"embedding_as_configured[{pipe.embedder.spec.name}, flip={pipe.embedder.flip}]": lambda: pipe.embedder(aligned),
         "matching": lambda: gallery.match(probe, thr, 0.05),
         "full_pipeline": lambda: pipe.process(frame),

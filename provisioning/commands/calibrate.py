@@ -117,7 +117,8 @@ def calibrate_embeddings(fs, vectors, pairs_csv: str | None = None, reps: int = 
 @click.option("--pairs", "pairs_csv", default=None, type=click.Path(dir_okay=False),
               help="pairs CSV whose LFW-a genuine pairs give the single-image FRR in the record")
 @click.option("--model", "models", multiple=True,
-              help="embedder(s) to calibrate (default: every embedder in the manifest)")
+              help="embedder(s) to calibrate (default: every shipped embedder in the manifest; a research-only "
+                   "one, e.g. w600k_mbf, must be named and installed: `facelock models install-research`)")
 @click.option("--margin", default=0.05, show_default=True, type=click.FloatRange(0, 1),
               help="1:N margin between best and second-best identity stored with the thresholds")
 @click.option("--reps", default=5, show_default=True, type=click.IntRange(1, 50),
@@ -155,8 +156,8 @@ def command(root, listing, pairs_csv, models, margin, reps, manifest, threads, c
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "model_sha256": spec.sha256,
         }
         summary[spec.name] = entry
-        m.data["models"][spec.name]["thresholds"] = entry
+        m.set_thresholds(spec.name, entry)  # a research-only model's go to its pinned entry (research.json)
     if not dry_run:
         path = m.save()
-        click.echo(f"wrote thresholds to {path}", err=True)
+        click.echo(f"wrote thresholds to {path}" + (f" and {m.research_path}" if m.research_path else ""), err=True)
     click.echo(json.dumps(summary, indent=2))

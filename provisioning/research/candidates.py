@@ -8,32 +8,21 @@ committed, never the default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.vision.manifest import ModelSpec, sha256_file
+from firmware.vision.manifest import Manifest, ModelSpec, sha256_file
+
+#: where each candidate's source file sits under the models-src folder; its facts (sha256, input,
+#: layout, normalisation, size, licence) are pinned once, in models/research.json
+SOURCES = {"w600k_mbf": "insightface-research-only/w600k_mbf/w600k_mbf_dynamic.tflite"}
 
 
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    relpath: str  # under the models-src folder
-    sha256: str
-    layout: str
-    mean: float
-    std: float
-    dim: int
-    license: str
-    note: str
-
-
-CANDIDATES = {
-    "w600k_mbf": Candidate(
-        "w600k_mbf", "insightface-research-only/w600k_mbf/w600k_mbf_dynamic.tflite",
-        "d1e8fd20a1322b2b6071e031ee1e38eea6d0c8f18b4f3de7653218143bd6f37f", "NCHW", 127.5, 127.5, 512,
-        "InsightFace pretrained models: non-commercial research only",
-        "ArcFace MobileFaceNet trained on WebFace600K (buffalo_sc), third-party dynamic-range TFLite"),
-}
+def candidate_spec(name: str) -> ModelSpec:
+    """The pinned research-only entry of a candidate (models/research.json)."""
+    spec = Manifest.load().spec(name)
+    if not spec.research_only:
+        raise ValueError(f"{name} is a shipped model, not a research candidate")
+    return spec
 
 
 def default_models_src() -> Path:
@@ -50,13 +39,10 @@ def candidate_embedder(name: str, models_src: Path | None = None, flip: bool = T
     from firmware.vision.errors import ModelIntegrityError, ModelMissingError
     from firmware.vision.runtime import TFLiteModel
 
-    c = CANDIDATES[name]
-    path = (models_src or default_models_src()) / c.relpath
+    spec = candidate_spec(name)
+    path = (models_src or default_models_src()) / SOURCES[name]
     if not path.is_file():
         raise ModelMissingError(f"candidate {name}: {path} not found")
-    if sha256_file(path) != c.sha256:
+    if sha256_file(path) != spec.sha256:
         raise ModelIntegrityError(f"candidate {name}: {path} does not match its pinned sha256")
-    spec = ModelSpec(name=name, role="embedder", file=str(path), sha256=c.sha256, bytes=path.stat().st_size,
-                     input_size=(112, 112), color="RGB", norm_mean=c.mean, norm_std=c.std, output_size=c.dim,
-                     quantization="dynamic-range (third party)", license=c.license, layout=c.layout)
     return Embedder(TFLiteModel(path, num_threads=threads), spec, flip=flip)
